@@ -1,0 +1,20 @@
+"""fflearn: Forward-Forward-family local learning in PyTorch.
+
+Vanilla FF, SymBa, the Trifecta, Distance-Forward (DF-O, DF-R), local classifier proxies and
+backprop under one API::
+
+    import fflearn
+    cfg = fflearn.make_config(method="df", dataset="mnist", epochs=1)
+    summary = fflearn.train(cfg)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# importing the ingredient modules fills the registries
+from . import goodness, labels, losses, methods, models, negatives, schemes  # noqa: E402,F401
+from .api import make_config, resume, train  # noqa: E402
+from .config import Config  # noqa: E402
+
+__all__ = ["Config", "__version__", "make_config", "resume", "train"]

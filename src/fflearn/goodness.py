@@ -1,0 +1,63 @@
+"""Goodness functions: how strongly a layer's activations say "this input fits this label".
+
+Two families:
+
+* activation goodness (FF, SymBa, the Trifecta): the label is injected at the input and the
+  goodness of a sample is a function of the layer's output alone, e.g. the mean of squares;
+* anchor goodness (the DF "centroid" reading, REFERENCE section 1): each layer keeps one learned
+  anchor per class and the goodness of sample x for class c is its closeness to anchor c, so one
+  label-free forward pass scores all K classes.
+
+Every function returns one value per sample (and per class for anchors); higher is better.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .registry import GOODNESS
+
+
+def _flat(h: torch.Tensor) -> torch.Tensor:
+    return h.flatten(1)
+
+
+@GOODNESS.register("mean_squares")
+def mean_squares(h: torch.Tensor) -> torch.Tensor:
+    """Mean of squared activations over all features (C*H*W): the Trifecta's goodness."""
+    return _flat(h).float().pow(2).mean(1)
+
+
+@GOODNESS.register("sum_squares")
+def sum_squares(h: torch.Tensor) -> torch.Tensor:
+    """Sum of squared activations: Hinton's (2022) goodness."""
+    return _flat(h).float().pow(2).sum(1)
+
+
+def pool_features(h: torch.Tensor) -> torch.Tensor:
+    """Feature vector of a layer output: as is for (B, D), global average pool for (B, C, H, W).
+
+    Pooling keeps anchors small (K x C) on conv layers and makes the score translation-invariant.
+    """
+    return h.float().mean((2, 3)) if h.dim() == 4 else h.float()
+
+
+@GOODNESS.register("neg_sqdist")
+def neg_sqdist(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Minus the mean squared distance of each feature vector to each anchor: (B, D), (K, D) -> (B, K).
+
+    This is DF's Fig. 1A reading: g = -||W x - a_y||^2 / D, large when x projects close to the
+    anchor of y. Expanded as |z|^2 - 2 z.a + |a|^2 so that no (B, K, D) tensor is built.
+    """
+    d = z.shape[1]
+    zz = z.pow(2).sum(1, keepdim=True)
+    aa = anchors.float().pow(2).sum(1)
+    dist = (zz - 2 * z @ anchors.float().t() + aa).clamp_min(0)
+    return -dist / d
+
+
+@GOODNESS.register("cosine")
+def cosine(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each feature vector with each anchor: (B, D), (K, D) -> (B, K)."""
+    return F.normalize(z, dim=1) @ F.normalize(anchors.float(), dim=1).t()

@@ -1,0 +1,172 @@
+"""One training step of any method: build the labelled batch, run the scheme's segments.
+
+For each segment: forward from a detached input, each loss layer's local loss, one backward
+inside the segment, step the owning optimisers, free the graph, go on. No graph ever spans two
+segments, so peak memory is that of the largest segment (the memory benefit of local learning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+
+from .errors import TrainingError
+from .losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss
+from .models import Net
+from .negatives import pos_neg
+from .registry import LOSSES, NEGATIVES
+from .schemes import Scheme
+
+
+def build_loss(cfg: Any) -> Any:
+    cls = LOSSES.get(cfg.loss)
+    if cls is FFLoss:
+        return FFLoss(cfg.tau)
+    if cls is SymBaLoss:
+        return SymBaLoss(cfg.alpha)
+    if cls is NPairMarginLoss:
+        return NPairMarginLoss(cfg.margin, cfg.lam, cfg.npair_form, cfg.npair_scale)
+    if cls is CrossEntropyLoss:
+        return CrossEntropyLoss()
+    return cls(cfg) if isinstance(cls, type) else cls
+
+
+class StepStats:
+    """Per-layer sums over an epoch (kept on the device, read once): loss, positive and negative
+    goodness, and the number of samples seen."""
+
+    def __init__(self, n_layers: int, device: torch.device | str = "cpu") -> None:
+        self.n_layers = n_layers
+        self.sums = torch.zeros(4, n_layers, dtype=torch.float64, device=device)  # loss, pos, neg, n_loss
+        self.count = torch.zeros(n_layers, dtype=torch.float64, device=device)
+
+    def add(self, i: int, g_pos: torch.Tensor, g_neg: torch.Tensor, loss: torch.Tensor | None) -> None:
+        b = len(g_pos)
+        self.sums[1, i] += g_pos.sum()
+        self.sums[2, i] += g_neg.mean(1).sum()
+        self.count[i] += b
+        if loss is not None:
+            self.sums[0, i] += loss.double() * b
+            self.sums[3, i] += b
+
+    def summary(self) -> dict[str, list[float | None]]:
+        sums, count = self.sums.cpu().tolist(), self.count.cpu().tolist()
+
+        def avg(vals: list[float], ns: list[float]) -> list[float | None]:
+            return [v / c if c else None for v, c in zip(vals, ns, strict=True)]
+
+        pos, neg = avg(sums[1], count), avg(sums[2], count)
+        sep = [None if p is None or q is None else p - q for p, q in zip(pos, neg, strict=True)]
+        return {"loss": avg(sums[0], sums[3]), "g_pos": pos, "g_neg": neg, "separation": sep}
+
+
+class Learner:
+    """Owns a net, its update scheme, its local optimisers and its local loss."""
+
+    def __init__(self, net: Net, scheme: Scheme, cfg: Any, device: torch.device) -> None:
+        self.net = net
+        self.scheme = scheme
+        self.cfg = cfg
+        self.device = device
+        self.loss_fn = build_loss(cfg)
+        self.sampler = NEGATIVES.get(cfg.negatives)
+        self.k = net.num_classes
+        n = len(net.layers)
+        self.optimizers: dict[int, torch.optim.Optimizer] = {}
+        for i in range(n):
+            owned = scheme.optimizer_layers(i, n)
+            if owned:
+                params = [p for j in owned for p in net.layer_params(j)]
+                self.optimizers[i] = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) \
+                    if cfg.weight_decay else torch.optim.Adam(params, lr=cfg.lr)
+        self.amp = (
+            torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+        )
+
+    # ------------------------------------------------------------------------------------
+    def set_lr(self, lr: float) -> None:
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = lr
+
+    def _labelled_input(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """Input of layer 0. Input-label modes stack the positive copy and one copy per negative
+        as (1+M) groups of B, so BatchNorm sees positives and negatives as one batch."""
+        if not self.net.conditions_input:
+            return self.net.prepare(x)
+        m = neg.shape[1]
+        labels = torch.cat([y, neg.t().reshape(-1)])
+        xs = x.repeat((m + 1,) + (1,) * (x.dim() - 1))
+        return self.net.prepare(xs, labels)
+
+    def _scores(self, i: int, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        head = self.net.heads[i]
+        out = head(h)
+        if getattr(head, "all_classes", False):
+            return pos_neg(out.float(), y, neg)
+        g = out.float().view(neg.shape[1] + 1, len(y)).t()  # (B, 1+M): column 0 is the positive
+        return g[:, 0], g[:, 1:]
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, step: int, stats: StepStats | None = None,
+             generator: torch.Generator | None = None) -> float:
+        """One local-learning step on a normalised batch; returns the summed loss."""
+        n = len(self.net.layers)
+        neg = self.sampler(y, self.k, generator)
+        h = self._labelled_input(x, y, neg)
+        total_loss = 0.0
+        for seg in self.scheme.segments(step, n):
+            if seg.start > 0:
+                h = h.detach()
+            losses: list[tuple[int, torch.Tensor]] = []
+            with self.amp:
+                for i in range(seg.start, seg.end):
+                    fa = self.scheme.feedback == "random" and i > seg.start
+                    h = self.net.layers[i](h, random_feedback=True) if fa else self.net.layers[i](h)
+                    if i in seg.loss_layers:
+                        g_pos, g_neg = self._scores(i, h, y, neg)
+                    elif self.scheme.probes:  # e2e: a linear probe on detached features
+                        g_pos, g_neg = self._scores(i, h.detach(), y, neg)
+                    elif stats is not None:  # metrics only (e.g. the first layer of an APL pair)
+                        with torch.no_grad():
+                            g_pos, g_neg = self._scores(i, h, y, neg)
+                    else:
+                        continue
+                    li = None
+                    if i in seg.loss_layers or self.scheme.probes:
+                        li = self.loss_fn(g_pos, g_neg).mean()
+                        losses.append((i, li))
+                    if stats is not None:
+                        stats.add(i, g_pos.detach(), g_neg.detach(), None if li is None else li.detach())
+            if not losses:
+                continue
+            loss = torch.stack([li for _, li in losses]).sum()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                bad = [i for i, li in losses if not torch.isfinite(li).all()]
+                raise TrainingError(
+                    f"loss of layer {bad[0] if bad else seg.start} is {value} at step {step}: "
+                    "lower the learning rate or check the data; the last good checkpoint is kept"
+                )
+            opts = [self.optimizers[j] for j in self.scheme.stepped(seg, n)]
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in opts:
+                opt.step()
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)  # free this segment's gradients before the next
+            total_loss += value
+        return total_loss
+
+    # ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(),
+                "optimizers": {str(k): o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][str(k)])

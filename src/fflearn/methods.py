@@ -1,0 +1,90 @@
+"""Methods: named recipes of ingredients, as config defaults.
+
+A method only sets config fields; anything it sets can be overridden by a config file or a flag.
+Some ingredients depend on the network: an MLP gets Hinton's one-hot overlay and length
+normalisation, a conv net the Trifecta's learned label channel and layer norm.
+
+| method      | label    | negatives | loss    | scheme          | norm (conv) |
+|-------------|----------|-----------|---------|-----------------|-------------|
+| ff          | input    | one       | ff      | greedy          | ln          |
+| symba       | input    | one       | symba   | greedy          | ln          |
+| symba+apl   | input    | one       | symba   | apl             | ln          |
+| symba+bn    | input    | one       | symba   | greedy          | bn          |
+| trifecta    | input    | one       | symba   | apl             | bn          |
+| df, df-o    | anchors  | all       | npair   | blocks of 2     | bn          |
+| df-r        | anchors  | all       | npair   | blocks of 2, random feedback | bn |
+| lcp         | head     | all       | ce      | greedy          | bn          |
+| bp          | head     | all       | ce      | e2e             | bn          |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .registry import METHODS
+
+Recipe = Callable[[str], dict[str, Any]]
+
+
+def _input_label(model: str) -> dict[str, Any]:
+    if model == "mlp":
+        return {"label_mode": "overlay", "norm": "unit"}
+    # the Trifecta's conv nets: learned label channel, augmentation as the reference code
+    return {"label_mode": "channel", "norm": "ln", "crop": 4, "rotation": 15.0}
+
+
+def _ff_family(loss: str, **extra: Any) -> Recipe:
+    def recipe(model: str) -> dict[str, Any]:
+        d = {**_input_label(model), "loss": loss, "negatives": "one", "scheme": "greedy",
+             "goodness": "mean_squares", "predict": "last"}
+        if model != "mlp" and "norm" in extra:
+            d["norm"] = extra["norm"]
+        d.update({k: v for k, v in extra.items() if k != "norm"})
+        return d
+
+    return recipe
+
+
+METHODS.register("ff", _ff_family("ff"))
+METHODS.register("symba", _ff_family("symba"))
+METHODS.register("symba+apl", _ff_family("symba", scheme="apl"))
+METHODS.register("symba+bn", _ff_family("symba", norm="bn"))
+METHODS.register("trifecta", _ff_family("symba", scheme="apl", norm="bn"))
+
+
+def _conv_aug(model: str) -> dict[str, Any]:
+    return {} if model == "mlp" else {"crop": 4, "flip": False}
+
+
+def _df(feedback: str) -> Recipe:
+    def recipe(model: str) -> dict[str, Any]:
+        return {"label_mode": "anchors", "loss": "npair", "negatives": "all", "scheme": "blocks",
+                "block_size": 2, "feedback": feedback, "norm": "unit" if model == "mlp" else "bn",
+                "anchor_goodness": "neg_sqdist" if model == "mlp" else "cosine",
+                "npair_scale": 100.0 if model == "mlp" else 10.0, "predict": "last",
+                **_conv_aug(model)}
+
+    return recipe
+
+
+METHODS.register("df", _df("backprop"))
+METHODS.register("df-o", _df("backprop"))
+METHODS.register("df-r", _df("random"))
+
+
+def _head(scheme: str) -> Recipe:
+    def recipe(model: str) -> dict[str, Any]:
+        return {"label_mode": "head", "loss": "ce", "negatives": "all", "scheme": scheme,
+                "norm": "unit" if model == "mlp" else "bn", "predict": "last", **_conv_aug(model)}
+
+    return recipe
+
+
+METHODS.register("lcp", _head("greedy"))
+METHODS.register("bp", _head("e2e"))
+
+
+def method_defaults(method: str, model: str) -> dict[str, Any]:
+    """Config fields that ``method`` sets for ``model`` (raises ConfigError for unknown names)."""
+    return dict(METHODS.get(method)(model))

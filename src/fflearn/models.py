@@ -1,0 +1,203 @@
+"""Layers, per-layer heads and the networks built from them.
+
+A network is a label injection, a list of layers and one head per layer. Layers know nothing
+about learning: which layers a loss trains is the update scheme's business
+(:mod:`fflearn.schemes`), so the same net serves FF, SymBa, the Trifecta, DF-O/DF-R, LCP and BP.
+
+Layer = pre-norm -> linear or 3x3 conv (no bias for conv, as the Trifecta) -> ReLU -> optional
+2x2 max-pool. The pre-norm stops a layer from passing its goodness straight on (Hinton's
+length normalisation) or, as batch norm, keeps the information but rescales it (the Trifecta).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .feedback import fa_conv2d, fa_linear
+from .goodness import pool_features
+from .registry import GOODNESS, LABELS, MODELS
+
+
+class UnitNorm(nn.Module):
+    """Scale each sample to unit L2 length (Hinton 2022), times sqrt(D) to keep unit-size values."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        scale = math.sqrt(flat.shape[1]) / (flat.norm(dim=1, keepdim=True) + 1e-6)
+        return (flat * scale).view_as(x)
+
+
+def make_norm(kind: str, shape: tuple[int, ...]) -> nn.Module:
+    """Pre-norm for a layer input of ``shape`` (C,) or (C, H, W)."""
+    if kind == "unit":
+        return UnitNorm()
+    if kind == "ln":
+        return nn.LayerNorm(list(shape))
+    if kind == "bn":
+        return nn.BatchNorm1d(shape[0]) if len(shape) == 1 else nn.BatchNorm2d(shape[0])
+    return nn.Identity()
+
+
+class Layer(nn.Module):
+    """One locally trained layer. ``random_feedback`` builds a fixed feedback matrix for DF-R."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_features: int, norm: str = "unit",
+                 pool: bool = False, random_feedback: bool = False) -> None:
+        super().__init__()
+        self.conv = len(in_shape) == 3
+        self.norm = make_norm(norm, in_shape)
+        if self.conv:
+            self.op: nn.Module = nn.Conv2d(in_shape[0], out_features, 3, padding=1, bias=False)
+        else:
+            self.op = nn.Linear(in_shape[0], out_features)
+        self.pool = pool
+        if random_feedback:
+            fb = torch.empty_like(self.op.weight)
+            nn.init.kaiming_uniform_(fb, a=math.sqrt(5))
+            self.register_buffer("feedback", fb)
+        else:
+            self.feedback = None
+        if self.conv:
+            h, w = in_shape[1:]
+            self.out_shape = (out_features, h // 2, w // 2) if pool else (out_features, h, w)
+        else:
+            self.out_shape = (out_features,)
+
+    def forward(self, x: torch.Tensor, random_feedback: bool = False) -> torch.Tensor:
+        x = self.norm(x)
+        if random_feedback:
+            assert self.feedback is not None, "layer was built without a feedback matrix"
+            w = self.op.weight
+            if self.conv:
+                x = fa_conv2d(x, w.to(x.dtype), self.feedback, 1)
+            else:
+                b = self.op.bias
+                x = fa_linear(x, w.to(x.dtype), None if b is None else b.to(x.dtype), self.feedback)
+        else:
+            x = self.op(x)
+        x = F.relu(x)
+        if self.pool:
+            x = F.max_pool2d(x, 2)
+        return x
+
+
+class GoodnessHead(nn.Module):
+    """Input-label modes: the score of a (sample, label) pair is the goodness of the activations."""
+
+    all_classes = False
+
+    def __init__(self, goodness: str = "mean_squares") -> None:
+        super().__init__()
+        self.fn = GOODNESS.get(goodness)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fn(h)
+
+
+class AnchorHead(nn.Module):
+    """DF's one-pass reading: K learned class anchors; score = closeness of the features to each."""
+
+    all_classes = True
+
+    def __init__(self, features: int, num_classes: int, goodness: str = "neg_sqdist") -> None:
+        super().__init__()
+        self.fn = GOODNESS.get(goodness)
+        # small random anchors: they start nearly equal and separate as the layer learns
+        self.anchors = nn.Parameter(torch.randn(num_classes, features) * 0.01)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fn(pool_features(h), self.anchors)
+
+
+class LinearHead(nn.Module):
+    """A local classifier proxy (LCP) or BP's output layer: linear map of the pooled features."""
+
+    all_classes = True
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(features, num_classes)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(pool_features(h))
+
+
+class Net(nn.Module):
+    """Label injection + layers + one head per layer."""
+
+    def __init__(self, label: nn.Module, layers: list[Layer], heads: list[nn.Module],
+                 num_classes: int, flatten: bool) -> None:
+        super().__init__()
+        self.label = label
+        self.layers = nn.ModuleList(layers)
+        self.heads = nn.ModuleList(heads)
+        self.num_classes = num_classes
+        self.flatten = flatten
+
+    @property
+    def conditions_input(self) -> bool:
+        return bool(getattr(self.label, "conditions_input", False))
+
+    def prepare(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Network input from normalised images (B, C, H, W): flattened for MLPs, label injected."""
+        if self.flatten:
+            x = x.flatten(1)
+        return self.label(x, labels) if self.conditions_input else x
+
+    def layer_params(self, i: int) -> list[nn.Parameter]:
+        """Parameters trained by layer i's local objective: the layer, its head, and for the first
+        layer the label embedding (the Trifecta trains it with block 0's optimiser)."""
+        ps = list(self.layers[i].parameters()) + list(self.heads[i].parameters())
+        if i == 0:
+            ps += list(self.label.parameters())
+        return ps
+
+
+# --- architectures ------------------------------------------------------------------------
+# An architecture maps a config to (out features, max-pool after?) for each layer.
+@MODELS.register("mlp")
+def mlp(cfg: object) -> list[tuple[int, bool]]:
+    """Fully connected layers of the widths in ``hidden`` (Hinton: 4x2000; loeweX: 3x1000)."""
+    return [(h, False) for h in cfg.hidden]  # type: ignore[attr-defined]
+
+
+def _conv(chans: list[int], pools: set[int]) -> object:
+    def arch(cfg: object) -> list[tuple[int, bool]]:
+        w = cfg.width  # type: ignore[attr-defined]
+        return [(max(1, round(c * w)), i in pools) for i, c in enumerate(chans)]
+
+    return arch
+
+
+# the Trifecta's nets (REFERENCE section 2): 6 blocks, pools after 0, 2, 5; 12 blocks (~8.5M)
+MODELS.register("small", _conv([128, 128, 256, 256, 256, 512], {0, 2, 5}))
+MODELS.register("large", _conv([64, 128, 128, 128, 128, 256, 256, 256, 256, 512, 512, 512], {1, 5, 9}))
+
+
+def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
+              pixel_value: float = 1.0) -> Net:
+    """Build the network a config describes, for images of ``in_shape`` (C, H, W)."""
+    c, h, w = in_shape
+    mode = cfg.label_mode  # type: ignore[attr-defined]
+    label_cls = LABELS.get(mode)
+    label = label_cls(num_classes=num_classes, height=h, width=w, value=pixel_value)
+    mlp = cfg.model == "mlp"  # type: ignore[attr-defined]
+    shape: tuple[int, ...] = (c * h * w,) if mlp else (c + label.extra_channels, h, w)
+    fb = cfg.feedback == "random"  # type: ignore[attr-defined]
+    layers: list[Layer] = []
+    heads: list[nn.Module] = []
+    for out, pool in MODELS.get(cfg.model)(cfg):  # type: ignore[attr-defined]
+        layer = Layer(shape, out, cfg.norm, pool, random_feedback=fb)  # type: ignore[attr-defined]
+        layers.append(layer)
+        shape = layer.out_shape
+        if mode in ("overlay", "channel"):
+            heads.append(GoodnessHead(cfg.goodness))  # type: ignore[attr-defined]
+        elif mode == "anchors":
+            heads.append(AnchorHead(shape[0], num_classes, cfg.anchor_goodness))  # type: ignore[attr-defined]
+        else:
+            heads.append(LinearHead(shape[0], num_classes))
+    return Net(label, layers, heads, num_classes, flatten=mlp)

@@ -1,0 +1,73 @@
+"""Prediction: argmax over the K labels of each layer's score, per layer and as an ensemble.
+
+Input-label modes (overlay, channel) run K passes, batched as one (K*B) batch in eval mode;
+anchor and head modes score all K classes from one label-free pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from .models import Net
+
+
+@torch.no_grad()
+def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
+    """Scores (B, K) of every layer for a batch of normalised images."""
+    k = net.num_classes
+    b = len(x)
+    if net.conditions_input:
+        labels = torch.arange(k, device=x.device).repeat_interleave(b)  # group c holds label c
+        h = net.prepare(x.repeat((k,) + (1,) * (x.dim() - 1)), labels)
+    else:
+        h = net.prepare(x)
+    out = []
+    for layer, head in zip(net.layers, net.heads, strict=True):
+        h = layer(h)
+        s = head(h).float()
+        out.append(s if getattr(head, "all_classes", False) else s.view(k, b).t())
+    return out
+
+
+def select_layers(rule: str, n: int) -> list[int]:
+    """Layers that vote: ``last``, ``all``, or ``from:N`` (layers N.. ; negative N counts from the end)."""
+    if rule == "last":
+        return [n - 1]
+    if rule == "all":
+        return list(range(n))
+    start = int(rule.split(":", 1)[1])
+    start = start % n if start < 0 else min(start, n - 1)
+    return list(range(start, n))
+
+
+def ensemble(scores: list[torch.Tensor], layers: list[int]) -> torch.Tensor:
+    """Sum of per-layer log-softmax scores: each layer's vote is on the same (log-probability)
+    scale whatever its goodness magnitude; with one layer this is that layer's argmax."""
+    return torch.stack([scores[i].log_softmax(1) for i in layers]).sum(0)
+
+
+@torch.no_grad()
+def evaluate(net: Net, images: torch.Tensor, labels: torch.Tensor,
+             normalize: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 1000,
+             rule: str = "last", bf16: bool = False) -> dict[str, object]:
+    """Test accuracy per layer and by ``rule`` on uint8 images; restores the net's mode."""
+    was_training = net.training
+    net.eval()
+    n_layers = len(net.layers)
+    vote = select_layers(rule, n_layers)
+    correct = torch.zeros(n_layers + 1, dtype=torch.long, device=images.device)
+    amp = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    for s in range(0, len(images), batch_size):
+        x = normalize(images[s : s + batch_size])
+        y = labels[s : s + batch_size]
+        with amp:
+            scores = layer_scores(net, x)
+        for i, sc in enumerate(scores):
+            correct[i] += (sc.argmax(1) == y).sum()
+        correct[-1] += (ensemble(scores, vote).argmax(1) == y).sum()
+    net.train(was_training)
+    acc = (correct.double() / max(1, len(images))).tolist()
+    return {"per_layer": acc[:-1], "accuracy": acc[-1]}

@@ -1,0 +1,111 @@
+"""Update schemes: which layers each local loss trains, and across which layers gradient flows.
+
+A scheme cuts the network into *segments* for every training step. A segment is a run of
+consecutive layers whose input is detached: gradient flows inside it and never across its
+boundary, its graph is freed by its own backward before the next segment runs, and only the
+losses of its ``loss_layers`` are used. That one idea covers:
+
+* ``greedy``: every layer alone (Hinton's FF, SymBa, LCP).
+* ``blocks``: blocks of ``size`` layers, each layer's loss counting (DF-O); with ``alternate``
+  the boundaries shift by size//2 on odd steps (overlapping pairs); with random feedback the
+  signal between layers of a block goes through fixed random matrices (DF-R).
+* ``apl``: the Trifecta's alternating pairwise updates: on even steps pairs (0,1), (2,3), ...,
+  on odd steps (0), (1,2), (3,4), ...; only the last layer of a pair computes a loss, which trains
+  both; the optimiser of layer i holds layers i-1 and i (as the reference code does).
+* ``e2e``: one segment over the whole net and one loss at the top (backprop). Heads of the
+  other layers are trained as detached linear probes so that per-layer accuracy is defined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .registry import SCHEMES
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int  # first layer (its input is detached)
+    end: int  # one past the last layer
+    loss_layers: tuple[int, ...]  # layers whose local loss trains this segment
+
+
+class Scheme:
+    """Base class. ``probes``: train non-loss heads on detached features (e2e only)."""
+
+    feedback = "backprop"
+    probes = False
+
+    def segments(self, step: int, n: int) -> list[Segment]:
+        raise NotImplementedError
+
+    def optimizer_layers(self, i: int, n: int) -> list[int]:
+        """Layers whose parameters the optimiser of layer i holds ([] = layer i has none)."""
+        return [i]
+
+    def stepped(self, seg: Segment, n: int) -> list[int]:
+        """Optimisers stepped after a segment's backward: those of its loss layers."""
+        return list(seg.loss_layers)
+
+    def static(self) -> bool:
+        """True when every step uses the same segments (needed by the layer-parallel pipeline)."""
+        return True
+
+
+@SCHEMES.register("greedy")
+class Greedy(Scheme):
+    def segments(self, step: int, n: int) -> list[Segment]:
+        return [Segment(i, i + 1, (i,)) for i in range(n)]
+
+
+@SCHEMES.register("blocks")
+class Blocks(Scheme):
+    def __init__(self, size: int = 2, alternate: bool = False, feedback: str = "backprop") -> None:
+        self.size = size
+        self.alternate = alternate
+        self.feedback = feedback
+
+    def segments(self, step: int, n: int) -> list[Segment]:
+        offset = self.size // 2 if (self.alternate and step % 2 == 1) else 0
+        cuts = sorted({0, n, *range(offset or self.size, n, self.size)})
+        return [Segment(a, b, tuple(range(a, b))) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+    def static(self) -> bool:
+        return not self.alternate or self.size == 1
+
+
+@SCHEMES.register("apl")
+class AlternatingPairs(Scheme):
+    def segments(self, step: int, n: int) -> list[Segment]:
+        # layer i detaches its output (ends a segment) when (i even) XOR (step even)
+        segs, start = [], 0
+        for i in range(n):
+            if ((i % 2 == 0) != (step % 2 == 0)) or i == n - 1:
+                segs.append(Segment(start, i + 1, (i,)))
+                start = i + 1
+        return segs
+
+    def optimizer_layers(self, i: int, n: int) -> list[int]:
+        return [i - 1, i] if i > 0 else [0]
+
+    def static(self) -> bool:
+        return False
+
+
+@SCHEMES.register("e2e")
+class EndToEnd(Scheme):
+    probes = True
+
+    def segments(self, step: int, n: int) -> list[Segment]:
+        return [Segment(0, n, (n - 1,))]
+
+    def optimizer_layers(self, i: int, n: int) -> list[int]:
+        return list(range(n)) if i == n - 1 else []
+
+
+def build_scheme(cfg: object) -> Scheme:
+    name = cfg.scheme  # type: ignore[attr-defined]
+    cls = SCHEMES.get(name)
+    if cls is Blocks:
+        return Blocks(cfg.block_size, cfg.alternate, cfg.feedback)  # type: ignore[attr-defined]
+    return cls()

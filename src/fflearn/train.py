@@ -1,0 +1,409 @@
+"""The trainer: data on the device, epochs, evaluation, run folder, checkpoints, resume.
+
+It knows nothing of any method: the :class:`~fflearn.learner.Learner` takes the steps. The run
+folder holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one line per epoch),
+``summary.json`` and ``checkpoint.pt`` (written atomically: a temporary file, then a rename, so
+a killed run always leaves the last complete checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import Config, dump_yaml, validate
+from .data import Dataset, load_dataset
+from .data.augment import Augment
+from .errors import ConfigError, FFLearnError
+from .learner import Learner, StepStats
+from .models import build_net
+from .predict import evaluate
+from .registry import DATASETS, MODELS
+from .schemes import build_scheme
+
+CHECKPOINT = "checkpoint.pt"
+TIMING_KEYS = ("seconds", "samples_per_second", "train_seconds", "eval_seconds")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config field 'device' is {name!r} but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def lr_at(cfg: Config, progress: float) -> float:
+    """Learning rate at a fraction ``progress`` in [0, 1) of training."""
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** sum(progress >= m for m in cfg.milestones)
+    if cfg.schedule == "trifecta500":  # the slides' 500-epoch run: 1e-3 x200, 5e-4 x200, 1e-4 x100
+        return cfg.lr * (1.0 if progress < 0.4 else 0.5 if progress < 0.8 else 0.1)
+    return cfg.lr
+
+
+class Normalizer:
+    """uint8 (B, C, H, W) -> float, scaled to [0, 1] and standardised per channel."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, channels_last: bool = False) -> None:
+        self.mean = mean.view(1, -1, 1, 1)
+        self.std = std.view(1, -1, 1, 1)
+        self.channels_last = channels_last
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        x = (xb.float() / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def pixel_value(self) -> float:
+        """Value of a white pixel after normalisation: the height of Hinton's one-hot overlay."""
+        return float(((1 - self.mean) / self.std).max())
+
+
+def set_seed(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def prepare_out(cfg: Config, overwrite: bool, resume: bool) -> Path:
+    """Create (or check) the run folder before any work: refuse to clobber a run by accident."""
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.method}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    used = out.exists() and any((out / f).exists() for f in ("config.yaml", CHECKPOINT, "summary.json"))
+    if used and not (overwrite or resume):
+        raise ConfigError(f"--out {out} already holds a run; pass --overwrite to replace it or --resume {out} to continue it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out} is not writable: {e.strerror or e}") from None
+    if used and overwrite and not resume:
+        for f in ("config.yaml", CHECKPOINT, "summary.json", "metrics.jsonl"):
+            (out / f).unlink(missing_ok=True)
+    return out
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Builds everything a config describes and runs (or resumes) training."""
+
+    def __init__(self, cfg: Config, overwrite: bool = False, resume: bool = False,
+                 dataset: Dataset | None = None, readonly: bool = False) -> None:
+        self.cfg = validate(cfg)
+        DATASETS.get(_canonical(cfg.dataset))  # unknown dataset -> ConfigError before any work
+        MODELS.get(cfg.model)
+        build_scheme(cfg)
+        self.out = Path(cfg.out or ".") if readonly else prepare_out(cfg, overwrite, resume)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        set_seed(cfg.seed, cfg.deterministic)
+        data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
+        self.data = _limit(data, cfg.limit_train, cfg.limit_test).to(self.device)
+        if cfg.batch_size > len(self.data.train_y):
+            raise ConfigError(
+                f"config field 'batch_size' ({cfg.batch_size}) is larger than the training set "
+                f"({len(self.data.train_y)} images)"
+            )
+        mean, std = self.data.mean_std()
+        self.norm = Normalizer(mean.to(self.device), std.to(self.device), cfg.channels_last)
+        self.augment = Augment(crop_padding=cfg.crop, rotation=cfg.rotation, flip=cfg.flip)
+        in_shape = tuple(self.data.train_x.shape[1:])
+        self.net = build_net(cfg, in_shape, self.data.num_classes, self.norm.pixel_value()).to(self.device)  # type: ignore[arg-type]
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if cfg.compile:
+            for layer in self.net.layers:
+                layer.compile()
+        self.learner = Learner(self.net, build_scheme(cfg), cfg, self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # steps done in the current epoch (mid-epoch checkpoints)
+        self.global_step = 0
+        self.train_seconds = 0.0
+        self.metrics: list[dict[str, Any]] = []
+        self.partial_stats: StepStats | None = None
+        self.hooks: list[Any] = []  # callables(trainer, record) after each epoch (e.g. TensorBoard)
+
+    # --- checkpoints --------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "fflearn_version": __version__,
+            "config": self.cfg.to_dict(),
+            "learner": self.learner.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "train_seconds": self.train_seconds,
+            "metrics": self.metrics,
+            "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
+                    "python": random.getstate(), "numpy": np.random.get_state()},
+            "partial_stats": None if self.partial_stats is None else
+            {"sums": self.partial_stats.sums.cpu(), "count": self.partial_stats.count.cpu()},
+        }
+
+    def save_checkpoint(self) -> None:
+        atomic_save(self.checkpoint(), self.out / CHECKPOINT)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            ck = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:  # torch raises many kinds for a damaged file
+            raise FFLearnError(f"cannot read checkpoint {path}: {e}") from None
+        old = ck["config"]
+        for key in ("method", "model", "dataset", "label_mode", "scheme", "hidden", "width"):
+            if old.get(key) != getattr(self.cfg, key):
+                raise ConfigError(
+                    f"checkpoint {path} was made with {key}={old.get(key)!r}, not {getattr(self.cfg, key)!r}: "
+                    "resume with the same method, model and dataset, or start a new run with --out"
+                )
+        self.learner.load_state_dict(ck["learner"])
+        self.epoch, self.step_in_epoch = ck["epoch"], ck["step_in_epoch"]
+        self.global_step, self.train_seconds = ck["global_step"], ck["train_seconds"]
+        self.metrics = ck["metrics"]
+        torch.set_rng_state(ck["rng"]["torch"].cpu())
+        self.gen.set_state(ck["rng"]["gen"].to(self.gen.device) if self.device.type != "cpu" else ck["rng"]["gen"].cpu())
+        random.setstate(ck["rng"]["python"])
+        np.random.set_state(ck["rng"]["numpy"])
+        if ck.get("partial_stats") is not None:
+            self.partial_stats = StepStats(len(self.net.layers), self.device)
+            self.partial_stats.sums.copy_(ck["partial_stats"]["sums"])
+            self.partial_stats.count.copy_(ck["partial_stats"]["count"])
+        # metrics.jsonl may hold lines written after this checkpoint: rewrite it from the checkpoint
+        atomic_write_text("".join(json.dumps(m) + "\n" for m in self.metrics), self.out / "metrics.jsonl")
+
+    # --- training -----------------------------------------------------------------------
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The data order of an epoch depends only on (seed, epoch), so a resumed run can redo it."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return torch.randperm(len(self.data.train_y), generator=g).to(self.device)
+
+    def steps_per_epoch(self) -> int:
+        return len(self.data.train_y) // self.cfg.batch_size  # drop the last partial batch
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        dump_yaml(cfg, self.out / "config.yaml")
+        if not (self.out / "metrics.jsonl").exists():
+            (self.out / "metrics.jsonl").write_text("")
+        self.net.train()
+        while self.epoch < cfg.epochs:
+            self._train_epoch()
+        summary = self.summary()
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
+        return summary
+
+    def _train_epoch(self) -> None:
+        cfg = self.cfg
+        spe = self.steps_per_epoch()
+        order = self.epoch_order(self.epoch)
+        stats = self.partial_stats or StepStats(len(self.net.layers), self.device)
+        self.partial_stats = stats
+        bar = _progress(cfg, spe, self.epoch, self.step_in_epoch)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        done_before = self.step_in_epoch
+        while self.step_in_epoch < spe:
+            s = self.step_in_epoch
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            x = self.norm(self.augment(self.data.train_x[idx].float(), generator=self.gen).clamp_(0, 255))
+            y = self.data.train_y[idx]
+            self.learner.set_lr(lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe)))
+            loss = self.learner.step(x, y, self.global_step, stats, generator=self.gen)
+            self.step_in_epoch += 1
+            self.global_step += 1
+            if bar is not None:
+                bar.update(1)
+                if s % 20 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}")
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < spe:
+                _sync(self.device)
+                self.train_seconds += time.perf_counter() - t0
+                self.save_checkpoint()
+                t0 = time.perf_counter()
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        self.train_seconds += seconds
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.partial_stats = None
+        record = self._epoch_record(stats, seconds, (spe - done_before) * cfg.batch_size)
+        self.metrics.append(record)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.save_checkpoint()
+        for hook in self.hooks:
+            hook(self, record)
+        _print_epoch(cfg, record)
+
+    def _epoch_record(self, stats: StepStats, seconds: float, samples: int) -> dict[str, Any]:
+        cfg = self.cfg
+        s = stats.summary()
+        rec: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
+                               "lr": lr_at(cfg, min(1.0, self.epoch / cfg.epochs) - 1e-12)}
+        losses = [v for v in s["loss"] if v is not None]
+        rec["loss"] = sum(losses) / len(losses) if losses else None
+        rec["per_layer_loss"] = s["loss"]
+        rec["per_layer_g_pos"] = s["g_pos"]
+        rec["per_layer_g_neg"] = s["g_neg"]
+        rec["per_layer_separation"] = s["separation"]
+        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            t0 = time.perf_counter()
+            n_tr = min(len(self.data.train_y), 5000)  # fixed subset: train accuracy is an estimate
+            tr = self.evaluate(self.data.train_x[:n_tr], self.data.train_y[:n_tr])
+            te = self.evaluate(self.data.test_x, self.data.test_y)
+            rec["train_accuracy"] = tr["accuracy"]
+            rec["per_layer_train_accuracy"] = tr["per_layer"]
+            rec["test_accuracy"] = te["accuracy"]
+            rec["per_layer_test_accuracy"] = te["per_layer"]
+            rec["eval_seconds"] = time.perf_counter() - t0
+        rec["seconds"] = seconds
+        rec["samples_per_second"] = samples / seconds if seconds > 0 else None
+        return rec
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        bs = 1000 if not self.net.conditions_input else max(100, 1000 // self.data.num_classes)
+        return evaluate(self.net, x, y, self.norm, bs, self.cfg.predict, self.cfg.bf16)
+
+    def summary(self) -> dict[str, Any]:
+        last = next((m for m in reversed(self.metrics) if "test_accuracy" in m), {})
+        return {
+            "method": self.cfg.method,
+            "dataset": self.cfg.dataset,
+            "dataset_label": self.data.label,
+            "model": self.cfg.model,
+            "epochs": self.epoch,
+            "test_accuracy": last.get("test_accuracy"),
+            "per_layer_test_accuracy": last.get("per_layer_test_accuracy"),
+            "train_accuracy": last.get("train_accuracy"),
+            "train_seconds": self.train_seconds,
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "device": str(self.device),
+            "seed": self.cfg.seed,
+            "run_dir": str(self.out),
+            "fflearn_version": __version__,
+        }
+
+
+def _canonical(name: str) -> str:
+    aliases = {"fmnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "cifar-10": "cifar10",
+               "cifar-100": "cifar100"}
+    return aliases.get(name, name)
+
+
+def _limit(data: Dataset, n_train: int | None, n_test: int | None) -> Dataset:
+    import dataclasses
+
+    return dataclasses.replace(
+        data,
+        train_x=data.train_x[:n_train], train_y=data.train_y[:n_train],
+        test_x=data.test_x[:n_test], test_y=data.test_y[:n_test],
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _progress(cfg: Config, total: int, epoch: int, start: int) -> Any:
+    if not cfg.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _fmt(v: float | None) -> str:
+    return "  -  " if v is None else f"{100 * v:5.2f}"
+
+
+def _print_epoch(cfg: Config, rec: dict[str, Any]) -> None:
+    if not cfg.progress:
+        return
+    msg = f"epoch {rec['epoch']:3d}/{cfg.epochs}  loss {rec['loss']:.4f}  {rec['seconds']:.1f}s"
+    if "test_accuracy" in rec:
+        layers = " ".join(_fmt(a) for a in rec["per_layer_test_accuracy"])
+        msg += f"  test {_fmt(rec['test_accuracy'])}%  per layer [{layers}]"
+    print(msg, flush=True)
+
+
+def train(cfg: Config, overwrite: bool = False, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Train a model as ``cfg`` describes; returns the summary (also written to the run folder)."""
+    return Trainer(cfg, overwrite=overwrite, dataset=dataset).run()
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its checkpoint (optionally to more epochs)."""
+    run_dir = Path(run_dir)
+    ck_path = run_dir / CHECKPOINT
+    if not ck_path.exists():
+        raise FFLearnError(f"no checkpoint in {run_dir}: nothing to resume (expected {ck_path})")
+    try:
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise FFLearnError(f"cannot read checkpoint {ck_path}: {e}") from None
+    d = dict(ck["config"])
+    d["out"] = str(run_dir)
+    if epochs is not None:
+        d["epochs"] = epochs
+    d.update(overrides)
+    cfg = Config.from_dict(d)
+    t = Trainer(cfg, resume=True)
+    t.load_checkpoint(ck_path)
+    return t.run()
+
+
+def load_run(run_dir: str | Path, **overrides: Any) -> Trainer:
+    """A trained run, rebuilt from its checkpoint for evaluation or experiments (writes nothing)."""
+    run_dir = Path(run_dir)
+    ck_path = run_dir / CHECKPOINT
+    if not ck_path.exists():
+        raise FFLearnError(f"{run_dir} is not a run folder: {ck_path} is missing")
+    try:
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise FFLearnError(f"cannot read checkpoint {ck_path}: {e}") from None
+    d = dict(ck["config"])
+    d["out"] = str(run_dir)
+    d.update(overrides)
+    t = Trainer(Config.from_dict(d), readonly=True)
+    t.learner.load_state_dict(ck["learner"])
+    t.metrics = ck["metrics"]
+    t.epoch = ck["epoch"]
+    t.train_seconds = ck["train_seconds"]
+    return t

@@ -1,0 +1,66 @@
+"""Each loss recomputed by hand on tiny inputs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fflearn.losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss, support_fraction
+
+
+def sp(v: float) -> float:
+    return math.log1p(math.exp(v))
+
+
+G_POS = torch.tensor([3.0, 1.0])
+G_NEG = torch.tensor([[1.0, 2.5], [0.5, 2.0]])
+
+
+def test_ff_loss_by_hand() -> None:
+    out = FFLoss(tau=2.0)(G_POS, G_NEG)
+    want0 = sp(2 - 3) + (sp(1 - 2) + sp(2.5 - 2)) / 2
+    want1 = sp(2 - 1) + (sp(0.5 - 2) + sp(2 - 2)) / 2
+    assert torch.allclose(out, torch.tensor([want0, want1]), atol=1e-6)
+
+
+def test_symba_loss_by_hand() -> None:
+    out = SymBaLoss(alpha=4.0)(G_POS, G_NEG)
+    want0 = (sp(-4 * (3 - 1)) + sp(-4 * (3 - 2.5))) / 2
+    want1 = (sp(-4 * (1 - 0.5)) + sp(-4 * (1 - 2))) / 2
+    assert torch.allclose(out, torch.tensor([want0, want1]), atol=1e-6)
+
+
+def test_npair_hinge_by_hand() -> None:
+    out = NPairMarginLoss(margin=1.0, lam=0.5, form="hinge")(G_POS, G_NEG)
+    # sample 0: gaps 2.0, 0.5 -> relu(1-2)=0, relu(1-0.5)=0.5 -> mean 0.25; + 0.5*max(1, 2.5)
+    # sample 1: gaps 0.5, -1.0 -> 0.5, 2.0 -> mean 1.25; + 0.5*2.0
+    assert torch.allclose(out, torch.tensor([0.25 + 1.25, 1.25 + 1.0]), atol=1e-6)
+
+
+def test_npair_softplus_by_hand() -> None:
+    s, m = 2.0, 1.0
+    out = NPairMarginLoss(margin=m, lam=0.0, form="softplus", scale=s)(G_POS, G_NEG)
+    want0 = math.log(1 + math.exp(s * (m - 2.0)) + math.exp(s * (m - 0.5))) / s
+    want1 = math.log(1 + math.exp(s * (m - 0.5)) + math.exp(s * (m + 1.0))) / s
+    assert torch.allclose(out, torch.tensor([want0, want1]), atol=1e-6)
+
+
+def test_npair_only_supports_get_gradient() -> None:
+    g_pos = torch.tensor([3.0], requires_grad=True)
+    g_neg = torch.tensor([[1.0, 2.5]], requires_grad=True)
+    NPairMarginLoss(margin=1.0, form="hinge")(g_pos, g_neg).sum().backward()
+    # the pair with gap 2.0 is outside the margin: no gradient; gap 0.5 is a support pair
+    assert g_neg.grad is not None
+    assert g_neg.grad.tolist() == [[0.0, 0.5]]
+    assert support_fraction(g_pos.detach(), g_neg.detach(), 1.0) == 0.5
+
+
+def test_cross_entropy_matches_torch() -> None:
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    y = torch.tensor([0, 1])
+    g_pos = logits.gather(1, y[:, None]).squeeze(1)
+    g_neg = torch.stack([logits[0, [1, 2]], logits[1, [0, 2]]])
+    out = CrossEntropyLoss()(g_pos, g_neg)
+    want = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(out, want, atol=1e-6)

@@ -1,0 +1,164 @@
+"""Update schemes: segments, locality, the APL detach pattern, DF-R feedback, BN on pos+neg."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fflearn.api import make_config
+from fflearn.learner import Learner
+from fflearn.models import build_net
+from fflearn.schemes import AlternatingPairs, Blocks, EndToEnd, Greedy, Segment, build_scheme
+
+
+def make(method: str, model: str = "mlp", **kw):
+    kw.setdefault("hidden", [16, 16, 16, 16])
+    cfg = make_config(method=method, model=model, width=0.05, **kw)
+    shape = (1, 8, 8) if model == "mlp" else (3, 16, 16)
+    net = build_net(cfg, shape, num_classes=4)
+    return cfg, net, Learner(net, build_scheme(cfg), cfg, torch.device("cpu"))
+
+
+def batch(model: str = "mlp", b: int = 8):
+    g = torch.Generator().manual_seed(1)
+    shape = (b, 1, 8, 8) if model == "mlp" else (b, 3, 16, 16)
+    return torch.randn(shape, generator=g), torch.randint(0, 4, (b,), generator=g)
+
+
+def test_segments() -> None:
+    assert Greedy().segments(0, 3) == [Segment(0, 1, (0,)), Segment(1, 2, (1,)), Segment(2, 3, (2,))]
+    assert Blocks(2).segments(0, 5) == [Segment(0, 2, (0, 1)), Segment(2, 4, (2, 3)), Segment(4, 5, (4,))]
+    alt = Blocks(2, alternate=True)
+    assert alt.segments(0, 4) == [Segment(0, 2, (0, 1)), Segment(2, 4, (2, 3))]
+    assert alt.segments(1, 4) == [Segment(0, 1, (0,)), Segment(1, 3, (1, 2)), Segment(3, 4, (3,))]
+    assert EndToEnd().segments(7, 3) == [Segment(0, 3, (2,))]
+
+
+def test_apl_pairs_alternate_as_the_reference() -> None:
+    apl = AlternatingPairs()
+    # even batch: blocks 1, 3, 5 detach -> pairs (0,1), (2,3), (4,5), loss at the second
+    assert apl.segments(0, 6) == [Segment(0, 2, (1,)), Segment(2, 4, (3,)), Segment(4, 6, (5,))]
+    # odd batch: blocks 0, 2, 4 detach -> (0), (1,2), (3,4), (5)
+    assert apl.segments(1, 6) == [Segment(0, 1, (0,)), Segment(1, 3, (2,)), Segment(3, 5, (4,)),
+                                  Segment(5, 6, (5,))]
+    assert apl.optimizer_layers(3, 6) == [2, 3]
+    assert apl.optimizer_layers(0, 6) == [0]
+
+
+def _changed(net, before):
+    return [any(not torch.equal(p, q) for p, q in zip(layer.parameters(), b, strict=True))
+            for layer, b in zip(net.layers, before, strict=True)]
+
+
+def _snapshot(net):
+    return [[p.detach().clone() for p in layer.parameters()] for layer in net.layers]
+
+
+def test_greedy_layer_loss_sends_no_gradient_into_earlier_layers() -> None:
+    cfg, net, learner = make("symba")
+    x, y = batch()
+    seen = {}
+    # record which layers have gradients right after each segment's backward
+    for i, opt in learner.optimizers.items():
+        orig = opt.step
+
+        def step(orig=orig, i=i):
+            seen[i] = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+                       for layer in net.layers]
+            orig()
+        opt.step = step
+    learner.step(x, y, 0)
+    for i in range(4):
+        # when layer i steps, no earlier layer holds a gradient from layer i's loss
+        assert seen[i][i] and not any(seen[i][:i]), (i, seen[i])
+
+
+@pytest.mark.parametrize("step,trained_by", [(0, {1: [0, 1], 3: [2, 3]}), (1, {0: [0], 2: [1, 2], 4: [3, 4], 5: [5]})])
+def test_apl_detach_pattern_over_two_batches(step: int, trained_by: dict) -> None:
+    cfg, net, learner = make("trifecta", model="small")
+    net = learner.net
+    x, y = batch("small")
+    grads_at_step = {}
+    for i, opt in learner.optimizers.items():
+        orig = opt.step
+
+        def hooked(orig=orig, i=i):
+            grads_at_step[i] = [j for j, layer in enumerate(net.layers)
+                                if any(p.grad is not None for p in layer.parameters())]
+            orig()
+        opt.step = hooked
+    n = len(net.layers)
+    learner.step(x, y, step)
+    for loss_layer, layers in trained_by.items():
+        assert grads_at_step[loss_layer] == layers, (loss_layer, grads_at_step)
+    assert n == 6
+
+
+def test_batchnorm_sees_positives_and_negatives_as_one_batch() -> None:
+    cfg, net, learner = make("trifecta", model="small")
+    x, y = batch("small", b=8)
+    sizes = []
+    bn = net.layers[0].norm
+    assert isinstance(bn, torch.nn.BatchNorm2d)
+    bn.register_forward_hook(lambda m, inp, out: sizes.append(inp[0].shape[0]))
+    learner.step(x, y, 0)
+    assert sizes == [16]  # 8 positives + 8 negatives in one BatchNorm call
+
+
+def test_df_o_blocks_never_pass_gradient_across_blocks() -> None:
+    cfg, net, learner = make("df-o")
+    x, y = batch()
+    at_step = {}
+    for i, opt in learner.optimizers.items():
+        orig = opt.step
+
+        def hooked(orig=orig, i=i):
+            at_step[i] = [j for j, layer in enumerate(net.layers)
+                          if any(p.grad is not None for p in layer.parameters())]
+            orig()
+        opt.step = hooked
+    learner.step(x, y, 0)
+    # block (0,1): both losses train layers 0 and 1; block (2,3) sees no gradient from them
+    assert at_step[0] == [0, 1] and at_step[1] == [0, 1]
+    assert at_step[2] == [2, 3] and at_step[3] == [2, 3]
+
+
+def test_df_r_never_reads_the_forward_weight_transpose() -> None:
+    """Scale layer 1's weights by a constant inside a block: under DF-R the gradient reaching
+    layer 0 from layer 1's loss must not move (it goes through a fixed random matrix); under
+    DF-O it does (it goes through W1 transposed)."""
+
+    def layer0_grad(method: str, scale: float) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg, net, learner = make(method, hidden=[16, 16], lam=0.0)
+        with torch.no_grad():
+            net.layers[1].op.weight.mul_(scale)
+            net.layers[1].op.bias.mul_(scale)
+        x, y = batch()
+        h0 = net.layers[0](net.prepare(x))
+        # gradient of layer 1's loss with respect to layer 1's input, up to ReLU's mask
+        inp = h0.detach().requires_grad_(True)
+        h1 = net.layers[1](inp, random_feedback=(method == "df-r"))
+        g_pos, g_neg = learner._scores(1, h1, y, learner.sampler(y, 4, torch.Generator().manual_seed(0)))
+        learner.loss_fn(g_pos, g_neg).sum().backward()
+        return inp.grad
+
+    # for DF-R the direction is fixed by B: scaling W changes only the upstream magnitude,
+    # so compare directions (cosine) rather than values
+    def cos(a, b):
+        return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
+
+    r1, r2 = layer0_grad("df-r", 1.0), layer0_grad("df-r", -1.0)
+    o1, o2 = layer0_grad("df-o", 1.0), layer0_grad("df-o", -1.0)
+    assert r1.abs().sum() > 0 and o1.abs().sum() > 0
+    # flipping the sign of W1 flips DF-O's backward path (W1^T) but not DF-R's (B)
+    assert cos(o1, o2) < 0.9
+    assert cos(r1, r2) > cos(o1, o2)
+
+
+def test_e2e_trains_every_layer_from_the_top_loss() -> None:
+    cfg, net, learner = make("bp")
+    x, y = batch()
+    before = _snapshot(net)
+    learner.step(x, y, 0)
+    assert all(_changed(net, before))
