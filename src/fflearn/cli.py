@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
 import sys
 import typing
@@ -20,7 +21,11 @@ from .config import Config
 from .errors import FFLearnError
 
 # modules that add subcommands (beyond train and eval); each has add_parser(subparsers)
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = [
+    "fflearn.experiments.cli",  # plot, report, experiment {memory,noise,online,parallel}
+    "fflearn.ablate",  # ablate trifecta
+    "fflearn.bench.cli",  # bench {speed,mfu,tta,peers}
+]
 
 
 def _flag(name: str) -> str:
@@ -123,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     for mod in SUBCOMMANDS:
-        importlib.import_module(mod).add_parser(sub)
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod).add_parser(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""The papers' experiments as commands: plots, memory, noise, online learning, parallel speed."""
