@@ -55,8 +55,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .train import resume, train
 
+    if distributed.requested(args):  # --nproc/--pipeline N, or a rank started by torchrun
+        return distributed.run_command(args)
     if args.resume:
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name) is not None and f.name not in ("epochs", "out")}
@@ -64,10 +67,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = resume(args.resume, epochs=epochs, **given)
     else:
         cfg = config_from_args(args)
-        if args.nproc and args.nproc > 1:
-            from .distributed import launch
-
-            return launch(args.nproc, sys.argv[1:])
         summary = train(cfg, overwrite=args.overwrite)
     _print_summary(summary)
     return 0
@@ -117,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--nproc", type=int, default=0, help="data-parallel processes (torch.distributed)")
+    t.add_argument("--pipeline", type=int, default=0, metavar="N",
+                   help="layer-parallel pipeline over N processes (local methods with a static scheme)")
+    t.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="a rank waiting longer than this on another stops with an error")
     add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -149,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv  # what launched ranks re-run
         return int(args.func(args) or 0)
     except FFLearnError as e:
         print(f"fflearn: error: {e}", file=sys.stderr)

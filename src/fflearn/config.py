@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class Config:
     schedule: str = "constant"  # constant | cosine | step | trifecta500 (1e-3/5e-4/1e-4 at 40%/80%)
     milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # step: fractions of epochs
     gamma: float = 0.5  # step: lr factor at each milestone
+    time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
     # --- data pipeline -------------------------------------------------------------------
     crop: int = 0  # random-crop padding in pixels (0 = off)
     rotation: float = 0.0  # random rotation range in degrees (0 = off)
@@ -184,7 +186,7 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not math.isfinite(v) or v <= 0:
             raise bad(name, f"must be a positive finite number; got {v}")
-    for name in ("margin", "lam", "weight_decay", "rotation"):
+    for name in ("margin", "lam", "weight_decay", "rotation", "time_budget"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
@@ -194,6 +196,8 @@ def validate(cfg: Config) -> Config:
     for name in ("crop", "threads", "checkpoint_every"):
         if getattr(cfg, name) < 0:
             raise bad(name, f"must be >= 0; got {getattr(cfg, name)}")
+    if not 0 <= cfg.seed < 2**32:  # numpy and the per-epoch order generators need it in range
+        raise bad("seed", f"must be between 0 and 2**32-1; got {cfg.seed}")
     for name in ("limit_train", "limit_test"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
@@ -237,8 +241,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     try:
         d = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # its str() spans several lines: keep the problem and where
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {problem}") from None
     if d is None:
         return {}
     if not isinstance(d, dict):
@@ -247,4 +254,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config atomically (a temporary file, then a rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, p)

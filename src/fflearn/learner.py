@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from .losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss
 from .models import Net
 from .negatives import pos_neg
 from .registry import LOSSES, NEGATIVES
-from .schemes import Scheme
+from .schemes import Scheme, Segment
 
 
 def build_loss(cfg: Any) -> Any:
@@ -85,6 +86,9 @@ class Learner:
         self.amp = (
             torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
         )
+        # called with the optimisers about to step, after their segment's backward (data parallel:
+        # all-reduce their gradients); None on a single process
+        self.grad_sync: Callable[[list[torch.optim.Optimizer]], None] | None = None
 
     # ------------------------------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
@@ -113,11 +117,17 @@ class Learner:
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, stats: StepStats | None = None,
              generator: torch.Generator | None = None) -> float:
         """One local-learning step on a normalised batch; returns the summed loss."""
-        n = len(self.net.layers)
         neg = self.sampler(y, self.k, generator)
         h = self._labelled_input(x, y, neg)
+        return self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
+
+    def run_segments(self, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor, segments: list[Segment],
+                     step: int, stats: StepStats | None = None) -> tuple[float, torch.Tensor]:
+        """Train ``segments`` (consecutive) on ``h``, the input of the first one; returns the summed
+        loss and the output of the last one. The layer-parallel pipeline runs each rank's segments."""
+        n = len(self.net.layers)
         total_loss = 0.0
-        for seg in self.scheme.segments(step, n):
+        for seg in segments:
             if seg.start > 0:
                 h = h.detach()
             losses: list[tuple[int, torch.Tensor]] = []
@@ -154,12 +164,14 @@ class Learner:
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.grad_sync is not None:
+                self.grad_sync(opts)
             for opt in opts:
                 opt.step()
             for opt in opts:
                 opt.zero_grad(set_to_none=True)  # free this segment's gradients before the next
             total_loss += value
-        return total_loss
+        return total_loss, h
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""``fflearn ablate trifecta``: the five rows of the Trifecta slides' ablation table.
+
+Trains vanilla FF, SymBa, SymBa+APL, SymBa+BN and the Trifecta on the same net, data, seed and
+budget, and writes ``ablation.md``, ``ablation.csv``, ``ablation.json`` and ``ablation.png`` with
+the slides' CIFAR-10 numbers (100 epochs) beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+# The Trifecta slides (Dooms 2023), CIFAR-10, 100 epochs, small net; vanilla as recreated there
+SLIDES_CIFAR10 = {"ff": 34.3, "symba": 55.7, "symba+apl": 61.4, "symba+bn": 64.7, "trifecta": 74.0}
+ROWS = ["ff", "symba", "symba+apl", "symba+bn", "trifecta"]
+
+
+def run_ablation(dataset: str, epochs: int, model: str = "small", out: str | Path = "runs/ablation",
+                 rows: list[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
+    """Train each row with identical settings; returns one result dict per row."""
+    from .api import make_config
+    from .train import train
+
+    out = Path(out)
+    results = []
+    for method in rows or ROWS:
+        cfg = make_config(method=method, dataset=dataset, model=model, epochs=epochs,
+                          out=str(out / method), **overrides)
+        s = train(cfg, overwrite=True)
+        results.append({
+            "method": method, "test_accuracy": s["test_accuracy"],
+            "per_layer_test_accuracy": s["per_layer_test_accuracy"], "train_seconds": s["train_seconds"],
+            "dataset_label": s["dataset_label"],
+            "slides_cifar10_100ep": SLIDES_CIFAR10.get(method),
+        })
+    return results
+
+
+def write_outputs(results: list[dict[str, Any]], out: Path, dataset: str, epochs: int, model: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    label = results[0]["dataset_label"] if results else dataset
+    lines = [f"# Trifecta ablation: {label}, `{model}` net, {epochs} epochs, same seed and budget", "",
+             "| method | test accuracy (%) | best layer (%) | train s | slides, CIFAR-10 100 ep (%) |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        best = max(a for a in r["per_layer_test_accuracy"] if a is not None)
+        slides = "-" if r["slides_cifar10_100ep"] is None else f"{r['slides_cifar10_100ep']:.1f}"
+        lines.append(f"| {r['method']} | {100 * r['test_accuracy']:.2f} | {100 * best:.2f} | "
+                     f"{r['train_seconds']:.0f} | {slides} |")
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    with open(out / "ablation.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "test_accuracy", "train_seconds", "slides_cifar10_100ep"])
+        for r in results:
+            w.writerow([r["method"], r["test_accuracy"], r["train_seconds"], r["slides_cifar10_100ep"]])
+    (out / "ablation.json").write_text(json.dumps({"dataset": dataset, "epochs": epochs, "model": model,
+                                                   "results": results}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = range(len(results))
+    ax.bar([x - 0.2 for x in xs], [100 * r["test_accuracy"] for r in results], 0.4, label=f"fflearn ({label}, {epochs} ep)")
+    ax.bar([x + 0.2 for x in xs], [r["slides_cifar10_100ep"] or 0 for r in results], 0.4,
+           label="slides (CIFAR-10, 100 ep)")
+    ax.set_xticks(list(xs), [r["method"] for r in results])
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ablation.png", dpi=120)
+    plt.close(fig)
+    return [out / n for n in ("ablation.md", "ablation.csv", "ablation.json", "ablation.png")]
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {"seed": args.seed, "width": args.width, "progress": args.progress}
+    for k in ("limit_train", "limit_test", "batch_size", "lr", "device", "data_dir", "threads"):
+        if getattr(args, k) is not None:
+            overrides[k] = getattr(args, k)
+    if args.bf16:
+        overrides["bf16"] = True
+    rows = args.rows.split(",") if args.rows else None
+    results = run_ablation(args.dataset, args.epochs, args.model, args.out, rows, **overrides)
+    paths = write_outputs(results, Path(args.out), args.dataset, args.epochs, args.model)
+    print(Path(paths[0]).read_text())
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results}, indent=2))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ablate", help="ablation tables (the Trifecta slides)")
+    p.add_argument("study", choices=["trifecta"])
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--model", default="small")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", help="comma-separated subset of " + ",".join(ROWS))
+    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--progress", default="true")
+    for k in ("limit-train", "limit-test", "batch-size", "lr", "device", "data-dir", "threads"):
+        p.add_argument("--" + k, default=None)
+    p.add_argument("--bf16", action="store_true")
+    p.set_defaults(func=cmd_ablate)

@@ -1,0 +1,182 @@
+"""The CLI refuses bad input before any work: one line on stderr naming the field, exit status 2,
+no run folder touched. Also missing, unwritable and corrupt data, and the run folder's safety."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fflearn.cli import build_parser, main
+from fflearn.config import Config
+from fflearn.data import locate
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["train", "--method", "df", "--dataset", "mnist", "--model", "mlp", "--hidden", "32", "--epochs", "1",
+         "--batch-size", "100", "--limit-train", "500", "--limit-test", "200", "--progress", "false",
+         "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No network, and no data found by accident outside the folders a test names."""
+    monkeypatch.setenv("FFLEARN_NO_DOWNLOAD", "1")
+    monkeypatch.delenv("FFLEARN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(locate, "STANDARD_ROOTS", [])
+    monkeypatch.chdir(tmp_path)  # a default runs/ folder would land here
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(list(argv))
+    return rc, err.getvalue()
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fflearn: error: "), err
+    return lines[0]
+
+
+def test_every_config_field_is_a_flag() -> None:
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    dests = {a.dest for a in train._actions}
+    assert {f.name for f in dataclasses.fields(Config)} <= dests
+
+
+CONFIG_FILES = {
+    "unknown.yaml": ("epochs: 1\nlerning_rate: 0.1\n", "lerning_rate"),
+    "type.yaml": ("tau: many\n", "'tau'"),  # fields the QUICK flags do not override
+    "list.yaml": ("milestones: 0.5\n", "'milestones'"),
+    "yaml.yaml": ("lr: [0.1\n", "not valid YAML"),
+    "range.yaml": ("margin: -1\n", "margin"),
+}
+
+BAD_FLAGS = [  # (flags, text the one line must contain)
+    (["--lr", "0"], "'lr'"), (["--lr", "-0.5"], "'lr'"), (["--lr", "nan"], "'lr'"), (["--lr", "fast"], "'lr'"),
+    (["--epochs", "0"], "'epochs'"), (["--epochs", "1.5"], "'epochs'"), (["--batch-size", "0"], "'batch_size'"),
+    (["--margin", "-0.1"], "'margin'"), (["--hidden", "64", "x"], "'hidden'"), (["--seed", "-3"], "'seed'"),
+    (["--deterministic", "maybe"], "'deterministic'"), (["--checkpoint-every", "-1"], "'checkpoint_every'"),
+    (["--milestones", "0.9", "0.1"], "'milestones'"), (["--device", "tpu"], "'device'"),
+    (["--label-mode", "channel"], "label_mode"), (["--feedback", "random", "--scheme", "greedy"], "feedback"),
+    (["--label-mode", "head"], "'loss'"), (["--loss", "ce"], "'label_mode'"),
+    (["--method", "nope"], "unknown method 'nope'"), (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--model", "nope"], "unknown model 'nope'"), (["--loss", "nope"], "unknown loss 'nope'"),
+    (["--scheme", "nope"], "unknown update scheme 'nope'"),
+    *[(["--config", name], text) for name, (_, text) in CONFIG_FILES.items()],
+    (["--config", "missing.yaml"], "cannot read config file"),
+]
+
+
+@pytest.mark.parametrize(("flags", "text"), BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_input_is_one_line_exit_2_and_no_work(tmp_path: Path, flags: list[str], text: str) -> None:
+    for name, (body, _) in CONFIG_FILES.items():
+        (tmp_path / name).write_text(body)
+    out = tmp_path / "run"
+    rc, err = cli(*QUICK, "--data-dir", str(tmp_path / "nodata"), "--out", str(out), *flags)
+    assert rc == 2
+    assert text in one_line(err)
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu(tmp_path: Path) -> None:
+    rc, err = cli(*QUICK, "--device", "cuda", "--out", str(tmp_path / "run"))
+    assert rc == 2 and "'device'" in one_line(err) and not (tmp_path / "run").exists()
+
+
+def test_batch_larger_than_the_data_keeps_an_existing_run(tmp_path: Path, data_root: Path) -> None:
+    """Checked after loading the data, still before the run folder is touched (even --overwrite)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for f in ("config.yaml", "metrics.jsonl", "checkpoint.pt"):
+        (out / f).write_text(f"old {f}")
+    rc, err = cli(*QUICK, "--data-dir", str(data_root), "--out", str(out), "--overwrite", "--limit-train", "50")
+    assert rc == 2 and "'batch_size'" in one_line(err) and "50 images" in err
+    assert all((out / f).read_text() == f"old {f}" for f in ("config.yaml", "metrics.jsonl", "checkpoint.pt"))
+
+
+def test_the_real_entry_point_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "fflearn", *QUICK, "--lr", "0", "--out", str(tmp_path / "run")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "'lr'" in one_line(p.stderr) and "Traceback" not in p.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def test_missing_data_without_download(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, err = cli(*QUICK, "--data-dir", str(empty), "--out", str(tmp_path / "run"))
+    assert rc == 2
+    first = err.splitlines()[0]
+    assert first.startswith("fflearn: error: MNIST data not found") and str(empty) in first
+    assert "Downloading was disabled" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and list(empty.iterdir()) == []
+
+
+def test_unwritable_data_folders_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads allowed, but every place a download could go is under a regular file (root
+    ignores permissions, not that): refused before any network access."""
+    monkeypatch.delenv("FFLEARN_NO_DOWNLOAD")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+    rc, err = cli(*QUICK, "--data-dir", str(blocker / "data"), "--out", str(tmp_path / "run"))
+    assert rc == 2 and "not writable" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_mnist_file_is_named(tmp_path: Path, data_root: Path) -> None:
+    raw = tmp_path / "data" / "mnist" / "raw"
+    raw.mkdir(parents=True)
+    for f in (data_root / "mnist" / "raw").glob("*-ubyte.gz"):
+        shutil.copy(f, raw / f.name)
+    bad = raw / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a truncated download
+    rc, err = cli(*QUICK, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert rc == 2
+    assert "train-labels-idx1-ubyte.gz" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+# --- the run folder --------------------------------------------------------------------------------
+
+def test_existing_run_needs_overwrite(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "run"
+    rc, err = cli(*QUICK, "--data-dir", str(data_root), "--out", str(out))
+    assert rc == 0, err
+    first = (out / "checkpoint.pt").read_bytes()
+    rc, err = cli(*QUICK, "--data-dir", str(data_root), "--out", str(out), "--seed", "1")
+    assert rc == 2 and "--overwrite" in one_line(err) and "--resume" in err
+    assert (out / "checkpoint.pt").read_bytes() == first
+    rc, err = cli(*QUICK, "--data-dir", str(data_root), "--out", str(out), "--seed", "1", "--overwrite")
+    assert rc == 0, err
+    assert (out / "checkpoint.pt").read_bytes() != first
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # not appended to the old run's
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_unwritable_out_fails_before_any_work(tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    out = blocker if where == "file" else blocker / "runs" / "x"
+    # no data folder at all: a refusal that came after loading the data would name the data
+    rc, err = cli(*QUICK, "--data-dir", str(tmp_path / "nodata"), "--out", str(out))
+    assert rc == 2 and "--out" in one_line(err)
+    assert blocker.read_text() == "keep"

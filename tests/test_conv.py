@@ -1,0 +1,84 @@
+"""Conv nets (the Trifecta's small and large), the label channel, and tiny end-to-end conv runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fflearn.api import make_config
+from fflearn.models import build_net
+from fflearn.predict import layer_scores
+
+
+@pytest.mark.parametrize("model,n_layers,out_hw", [("small", 6, 4), ("large", 12, 4)])
+def test_conv_shapes(model: str, n_layers: int, out_hw: int) -> None:
+    cfg = make_config(method="trifecta", model=model, width=0.125)
+    net = build_net(cfg, (3, 32, 32), 10)
+    assert len(net.layers) == n_layers
+    x = net.prepare(torch.randn(2, 3, 32, 32), torch.tensor([1, 2]))
+    assert x.shape == (2, 4, 32, 32)  # RGB + the label channel
+    for layer in net.layers:
+        x = layer(x)
+    assert x.shape[2:] == (out_hw, out_hw)
+    assert [layer.out_shape[0] for layer in net.layers][-1] == 64  # 512 * 0.125
+
+
+def test_large_has_about_8_5_million_parameters() -> None:
+    net = build_net(make_config(method="trifecta", model="large"), (3, 32, 32), 10)
+    convs = sum(p.numel() for layer in net.layers for p in layer.op.parameters())
+    # 3x3 convs of 4->64->128x4->256x4->512x3 channels, by hand:
+    by_hand = 9 * (4 * 64 + 64 * 128 + 3 * 128 * 128 + 128 * 256 + 3 * 256 * 256 + 256 * 512 + 2 * 512 * 512)
+    assert convs == by_hand
+    total = sum(p.numel() for p in net.parameters())
+    assert 8.4e6 < total < 8.6e6
+
+
+def test_trifecta_uses_batchnorm_and_ff_uses_layernorm() -> None:
+    tri = build_net(make_config(method="trifecta", model="small", width=0.1), (1, 28, 28), 10)
+    ff = build_net(make_config(method="ff", model="small", width=0.1), (1, 28, 28), 10)
+    assert all(isinstance(layer.norm, torch.nn.BatchNorm2d) for layer in tri.layers)
+    assert all(isinstance(layer.norm, torch.nn.LayerNorm) for layer in ff.layers)
+
+
+def test_k_pass_prediction_scores_every_label() -> None:
+    net = build_net(make_config(method="trifecta", model="small", width=0.1), (1, 28, 28), 10).eval()
+    x = torch.randn(3, 1, 28, 28)
+    scores = layer_scores(net, x)
+    assert len(scores) == 6 and scores[0].shape == (3, 10)
+    # score (i, c) must be the goodness of sample i with label c, computed alone
+    h = net.prepare(x[1:2], torch.tensor([7]))
+    for layer in net.layers[:2]:
+        h = layer(h)
+    assert torch.allclose(scores[1][1, 7], h.pow(2).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["trifecta", "df-o", "lcp"])
+def test_tiny_conv_run_learns(method: str, mnist_small, tmp_path) -> None:
+    from fflearn.train import train
+
+    cfg = make_config(method=method, model="small", width=0.125, dataset="mnist", epochs=2, batch_size=50,
+                      lr=3e-3, out=str(tmp_path / method), progress=False, crop=0, rotation=0.0)
+    s = train(cfg, dataset=mnist_small)
+    assert s["test_accuracy"] > 0.5, s  # chance is 0.1
+    assert len(s["per_layer_test_accuracy"]) == 6
+    lines = (tmp_path / method / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "per_layer_separation" in json.loads(lines[-1])
+
+
+def test_ablate_runner_writes_table_csv_and_chart(mnist_small, tmp_path, monkeypatch) -> None:
+    import sys
+
+    from fflearn.ablate import run_ablation, write_outputs
+
+    tr = sys.modules["fflearn.train"]  # the module (the package exports a function of that name)
+    real = tr.train
+    monkeypatch.setattr(tr, "train", lambda cfg, overwrite=False: real(cfg, overwrite, dataset=mnist_small))
+    res = run_ablation("mnist", 1, "small", tmp_path, rows=["ff", "trifecta"], width=0.1, limit_train=500,
+                       batch_size=50, progress=False)
+    paths = write_outputs(res, tmp_path, "mnist", 1, "small")
+    md = paths[0].read_text()
+    assert "| trifecta |" in md and "74.0" in md
+    assert paths[3].stat().st_size > 1000 and paths[3].read_bytes()[:4] == b"\x89PNG"
+    assert len(paths[1].read_text().splitlines()) == 3

@@ -1,0 +1,220 @@
+"""The papers' experiments: memory count, noise, online learning, plots, report, their CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from fflearn.cli import main
+from fflearn.errors import ConfigError
+from fflearn.experiments import memory, noise, online, plot, report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --- fixtures: two briefly trained tiny runs on real MNIST -------------------------------------
+def _train(method: str, out: Path, dataset, data_root: Path) -> Path:
+    from fflearn.api import make_config, train
+
+    cfg = make_config(method=method, dataset="mnist", model="mlp", hidden=[128, 128], epochs=2, batch_size=64,
+                      limit_train=2000, limit_test=400, data_dir=str(data_root), out=str(out), progress=False)
+    train(cfg, overwrite=True, dataset=dataset)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_small, data_root) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    return {m: _train(m, root / f"{m}-mnist", mnist_small, data_root) for m in ("df", "bp")}
+
+
+# --- memory ---------------------------------------------------------------------------------
+def test_saved_tensor_counter_by_hand():
+    """Linear -> ReLU -> Linear -> ReLU, sum: autograd saves the input x (B x D; the first
+    weight's gradient needs it), the first ReLU output (B x H1; the second linear's input is the
+    same storage, counted once) and the second ReLU output (B x H2). Weights are excluded."""
+    b, d, h1, h2 = 5, 7, 11, 3
+    net = nn.Sequential(nn.Linear(d, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU())
+    x = torch.randn(b, d)
+    with memory.SavedTensorCounter(net.parameters()) as c:
+        loss = net(x).sum()
+        assert c.current == 4 * b * (d + h1 + h2)
+        loss.backward()
+    assert c.peak == 4 * b * (d + h1 + h2)
+    assert c.current == 0 and not c.live  # the graph's saved tensors were released by backward
+
+
+def test_counter_sees_freed_graphs():
+    """Two graphs one after the other: the peak is the larger one, not the sum."""
+    w = nn.Parameter(torch.randn(4, 4))
+    with memory.SavedTensorCounter([w]) as c:
+        for n in (10, 30):
+            (torch.relu(torch.randn(n, 4) @ w)).sum().backward()
+    assert c.peak == 4 * 30 * 4 * 2  # x (30x4) and the ReLU output (30x4)
+    assert c.current == 0
+
+
+def test_architecture_limit_by_hand():
+    """Layer = linear -> ReLU (norm none): a layer saves its input and its output. On a 784-H1-H2
+    MLP, BP's layer stack saves 784 + H1 + H2 floats per sample; greedy's largest segment is
+    max(784 + H1, H1 + H2); blocks of 2 hold the whole net."""
+    h1, h2, bsz = 48, 16, 6
+    lcp = memory.measure("lcp", model="mlp", hidden=[h1, h2], batch_size=bsz, norm="none")
+    assert lcp["all_layers_saved_bytes"] == 4 * bsz * (784 + h1 + h2)
+    assert lcp["largest_segment_saved_bytes"] == 4 * bsz * (784 + h1)
+    assert lcp["arch_limit"] == pytest.approx((784 + h1) / (784 + h1 + h2))
+    dfo = memory.measure("df-o", model="mlp", hidden=[h1, h2], batch_size=bsz, norm="none")
+    assert dfo["arch_limit"] == 1.0
+    # parameters by hand: two linear layers with bias + two linear heads (LCP classifier proxies)
+    n_params = (784 * h1 + h1) + (h1 * h2 + h2) + (h1 * 10 + 10) + (h2 * 10 + 10)
+    assert lcp["param_bytes"] == 4 * n_params
+    assert lcp["optimizer_bytes"] >= 2 * 4 * n_params  # Adam: exp_avg + exp_avg_sq (+ step counters)
+    assert lcp["optimizer_bytes"] <= 2 * 4 * n_params + 8 * 16
+
+
+def test_local_methods_free_each_segment():
+    kw = {"model": "small", "width": 0.125, "batch_size": 8}
+    res = {r["method"]: r for r in memory.run_memory(["bp", "df-o", "lcp"], **kw)}
+    for r in res.values():
+        assert r["saved_bytes_left_after_step"] == 0
+        assert r["peak_bytes"] == sum(r[k] for k in ("saved_activation_bytes_peak", "param_bytes", "buffer_bytes",
+                                                     "grad_bytes", "optimizer_bytes"))
+    assert res["df-o"]["saved_activation_bytes_peak"] < res["bp"]["saved_activation_bytes_peak"]
+    assert res["lcp"]["saved_activation_bytes_peak"] < res["df-o"]["saved_activation_bytes_peak"]
+    assert res["df-o"]["ratio_to_bp"] < 1 and res["bp"]["ratio_to_bp"] == 1.0
+    assert res["lcp"]["grad_bytes"] < res["bp"]["grad_bytes"]  # only one layer's grads live at a time
+
+
+# --- noise ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_quantisation_levels(bits):
+    t = torch.randn(300, 40) * 3
+    q = noise.quantize_(t.clone(), bits)
+    assert q.unique().numel() <= 2**bits
+    step = t.abs().max() / (2 ** (bits - 1) - 1)
+    assert (q - t).abs().max() <= step / 2 + 1e-5
+    if bits == 8:
+        assert q.unique().numel() > 2**6  # fine quantisation keeps many values
+
+
+def test_noise_level0_exact_and_strong_noise_hurts(runs):
+    from fflearn.train import load_run
+
+    t = load_run(runs["df"])
+    before = copy.deepcopy(t.net.state_dict())
+    clean = t.evaluate(t.data.test_x, t.data.test_y)["accuracy"]
+    assert clean > 0.5  # really trained
+    rows = noise.noise_curve(t, "weight", levels=1, draws=3)
+    assert rows[0]["level"] == 0 and rows[0]["mean_accuracy"] == clean
+    assert rows[1]["draws"] == 3 and rows[1]["std_accuracy"] >= 0
+    for kind in noise.KINDS:
+        assert noise.noisy_accuracy(t, kind, None) == clean
+    strong = [noise.noisy_accuracy(t, "weight", 2.0, seed=s) for s in range(3)]
+    assert sum(strong) / 3 < clean - 0.03
+    assert noise.noisy_accuracy(t, "activation", 3.0) < clean - 0.03
+    after = t.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the loaded weights are untouched
+
+
+def test_noise_cli_json(runs, tmp_path, capsys):
+    out = tmp_path / "noise.json"
+    rc = main(["experiment", "noise", str(runs["df"]), str(runs["bp"]), "--kinds", "quant,activation",
+               "--levels", "2", "--draws", "2", "--limit-test", "200", "--json", str(out), "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads(out.read_text())["results"]
+    assert len(res) == 2 * 2 * 3  # runs x kinds x (level 0 + 2 levels)
+    for r in res:
+        assert {"run", "method", "kind", "level", "mean_accuracy", "std_accuracy"} <= set(r)
+    assert {r["method"] for r in res} == {"df", "bp"}
+    for kind in ("quant", "activation"):
+        png = tmp_path / f"noise-{kind}.png"
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
+    assert "L2" in capsys.readouterr().out
+
+
+# --- plots and report -----------------------------------------------------------------------
+def test_plots_written(runs, tmp_path):
+    paths = plot.plot_runs([runs["df"], runs["bp"]], tmp_path)
+    assert [p.name for p in paths] == ["accuracy.png", "separation.png", "loss.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG and p.stat().st_size > 1000
+
+
+def test_plot_default_folder_and_bad_folder(runs, tmp_path, capsys):
+    assert main(["plot", str(runs["bp"])]) == 0
+    assert (runs["bp"] / "accuracy.png").stat().st_size > 1000
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.jsonl" in err[0]
+
+
+def test_report_has_table_and_plots(runs, tmp_path):
+    out = report.build_report([runs["df"], runs["bp"]], tmp_path / "report.md")
+    text = out.read_text()
+    assert "| run | method | dataset | model | epochs | test acc % |" in text
+    assert "| df-mnist | df | MNIST" in text and "| bp-mnist | bp | MNIST" in text
+    summary = json.loads((runs["df"] / "summary.json").read_text())
+    assert f"{100 * summary['test_accuracy']:.2f}" in text
+    assert "99.70" in text and "99.10" in text  # DF paper MNIST, Trifecta slides' BP on MNIST
+    for name in ("accuracy", "separation", "loss"):
+        assert f"](report_plots/{name}.png)" in text
+        assert (tmp_path / "report_plots" / f"{name}.png").stat().st_size > 1000
+
+
+def test_paper_results_table():
+    assert report.PAPER_RESULTS["df-o"][0]["accuracy"]["fashion-mnist"] == 93.89
+    assert report.paper_numbers("trifecta", "cifar-10") == [
+        ("Trifecta = FF(100 epochs) [Trifecta slides (Dooms et al. 2023)]", 74.0)]
+    assert report.paper_numbers("ff", "mnist") == []
+
+
+# --- online ---------------------------------------------------------------------------------
+def test_online_batch_size_one(data_root, tmp_path):
+    res = online.run_online(["df-o"], [1, 4], samples=24, dataset="mnist", out=tmp_path, data_dir=str(data_root),
+                            hidden=[32], limit_test=100)
+    assert [r["batch_size"] for r in res] == [1, 4]
+    assert [r["samples"] for r in res] == [24, 24]
+    assert [r["steps"] for r in res] == [24, 6]
+    assert res[0]["lr"] == pytest.approx(1e-3 * (1 / 128) ** 0.5)
+    assert all(0 <= r["test_accuracy"] <= 1 for r in res)
+
+
+def test_online_refuses_batchnorm_at_batch_one():
+    with pytest.raises(ConfigError, match="batch norm"):
+        online.online_configs(["df-o"], [1, 8], 100, model="small")
+    with pytest.raises(ConfigError, match="larger than"):
+        online.online_configs(["df-o"], [64], 10)
+
+
+# --- CLI ------------------------------------------------------------------------------------
+def test_unknown_method_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiment", "memory", "--model", "mlp", "--methods", "bp,nope", "--batch-size", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown method 'nope'" in err[0]
+    assert main(["experiment", "online", "--methods", "nope", "--samples", "10", "--batch-sizes", "2"]) == 2
+    assert main(["experiment", "noise", "x", "--kinds", "heat"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("fflearn: error:") for e in err)
+    assert not (tmp_path / "runs").exists()  # a refused command leaves no output folder behind
+
+
+def test_memory_cli_json(tmp_path, capsys):
+    out = tmp_path / "mem.json"
+    rc = main(["experiment", "memory", "--model", "mlp", "--hidden", "64,64", "--methods", "bp,df-o,ff",
+               "--batch-size", "16", "--json", str(out), "--out", str(tmp_path)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["model"] == "mlp" and d["batch_size"] == 16
+    assert [r["method"] for r in d["results"]] == ["bp", "df-o", "ff"]
+    for r in d["results"]:
+        assert {"peak_bytes", "ratio_to_bp", "saved_activation_bytes_peak", "param_bytes", "grad_bytes",
+                "optimizer_bytes", "arch_limit"} <= set(r)
+    png = tmp_path / "memory-mlp-b16.png"
+    assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
+    assert "ratio_to_bp" in capsys.readouterr().out
