@@ -61,6 +61,7 @@ class Layer(nn.Module):
             self.register_buffer("feedback", fb)
         else:
             self.feedback = None
+        self.out_shape: tuple[int, ...]
         if self.conv:
             h, w = in_shape[1:]
             self.out_shape = (out_features, h // 2, w // 2) if pool else (out_features, h, w)

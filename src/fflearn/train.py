@@ -234,7 +234,7 @@ class Trainer:
         the data order position (epoch, step in epoch; the order itself is a function of seed
         and epoch), the epoch's partial statistics and the metrics so far. Only tensors and
         plain Python values, so it loads with ``torch.load(weights_only=True)``."""
-        np_state = np.random.get_state()
+        np_state: Any = np.random.get_state()
         return {
             "fflearn_version": __version__,
             "config": self.cfg.to_dict(),
@@ -424,7 +424,7 @@ class Trainer:
         return evaluate(self.net, x, y, self.norm, bs, self.cfg.predict, self.cfg.bf16)
 
     def summary(self) -> dict[str, Any]:
-        last = next((m for m in reversed(self.metrics) if "test_accuracy" in m), {})
+        last: dict[str, Any] = next((m for m in reversed(self.metrics) if "test_accuracy" in m), {})
         return {
             "method": self.cfg.method,
             "dataset": self.cfg.dataset,
