@@ -38,7 +38,7 @@ from .config import Config, dump_yaml
 from .distributed import RankContext, maybe_die
 from .errors import ConfigError, FFLearnError, TrainingError
 from .learner import StepStats
-from .models import Net
+from .models import Layer, Net
 from .predict import select_layers
 from .registry import MODELS
 from .schemes import Segment, build_scheme
@@ -63,7 +63,7 @@ def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     return segs
 
 
-def layer_macs(layer: nn.Module) -> float:
+def layer_macs(layer: Layer) -> float:
     """Multiply-adds of one layer's weight op per sample."""
     op = layer.op
     if isinstance(op, nn.Conv2d):
@@ -72,13 +72,15 @@ def layer_macs(layer: nn.Module) -> float:
             h, w = 2 * h, 2 * w
         kh, kw = op.kernel_size
         return float(op.in_channels * op.out_channels * kh * kw * h * w)
+    assert isinstance(op, nn.Linear)
     return float(op.in_features * op.out_features)
 
 
 def segment_costs(net: Net, segs: list[Segment]) -> list[float]:
     """Training cost of each segment: forward + weight gradient for every layer, and the input
     gradient for the layers the gradient must pass back through (all but the segment's first)."""
-    return [sum(layer_macs(net.layers[i]) * (2 if i == s.start else 3) for i in range(s.start, s.end))
+    layers: list[Layer] = list(net.layers)  # type: ignore[arg-type]
+    return [sum(layer_macs(layers[i]) * (2 if i == s.start else 3) for i in range(s.start, s.end))
             for s in segs]
 
 
@@ -239,7 +241,7 @@ class PipelineTrainer(Trainer):
         dist.all_gather_object(keys, (key, (self.out / CHECKPOINT).exists()))
         ranges = [list(r) for r in self.layer_ranges]
         if key is not None and key[1:] == (self.ctx.world, ranges) and all(k == keys[0][0] for k, _ in keys):
-            self._load_rank_state(state)
+            self._load_rank_state(state)  # type: ignore[arg-type]  # key is not None: state is a dict
         elif all(has for _, has in keys):
             self._load_merged(self.out / CHECKPOINT)
         else:
@@ -300,7 +302,8 @@ class PipelineTrainer(Trainer):
         return b * copies if self.net.conditions_input else b
 
     def _act_shape(self, rows: int) -> tuple[int, ...]:
-        return (rows, *self.net.layers[self.first - 1].out_shape)
+        prev: Layer = self.net.layers[self.first - 1]  # type: ignore[assignment]
+        return (rows, *prev.out_shape)
 
     def _as_input(self, h: torch.Tensor) -> torch.Tensor:
         return h.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and h.dim() == 4 else h
