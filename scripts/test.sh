@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up, then run everything CI runs: lint, types, the test suite.
+# Set up, then run everything CI runs: lint, types, the docs build, the test suite, the wheel check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -z "${FFLEARN_TEST_DATA:-}" ] && [ -d ../shared/data ]; then export FFLEARN_TEST_DATA="$(cd ../shared/data && pwd)"; fi
 python3 -m ruff check src tests bench examples
 python3 -m mypy src
+bash scripts/docs.sh            # mkdocs --strict: a broken reference in a docstring fails
 python3 -m pytest -q
+bash scripts/check_wheel.sh     # the built wheel installs into a clean venv and trains
