@@ -1,0 +1,10 @@
+"""`fflearn bench speed` from a checkout: python bench/speed.py [options] (see bench/README.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from fflearn.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["speed", *sys.argv[1:]]))

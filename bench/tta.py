@@ -1,0 +1,10 @@
+"""`fflearn bench tta` from a checkout: python bench/tta.py [options] (see bench/README.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from fflearn.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["tta", *sys.argv[1:]]))

@@ -1,0 +1,252 @@
+"""Shared machinery of the benchmarks: trainers built as ``fflearn train`` builds them, steps timed
+as a real epoch takes them, device clocks read only after a synchronise, tables and JSON.
+
+Why the benchmarks drive the :class:`~fflearn.train.Trainer`'s own parts (its data on the
+device, its augmentation, its normaliser, its learner) instead of a stripped-down loop: a speed
+figure must be the speed a user gets from ``fflearn train``, augmentation and normalisation
+included. What is left out is what an epoch does after its last step (test evaluation,
+checkpoint writing), which the run's ``metrics.jsonl`` reports separately as ``eval_seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+MODEL_NAMES = ("mlp", "small", "large")
+
+
+# --- options shared by every bench subcommand ----------------------------------------------
+def add_common_args(p: argparse.ArgumentParser, methods: str, models: str, dataset: str) -> None:
+    p.add_argument("--methods", default=methods, help=f"comma-separated methods (default: {methods})")
+    p.add_argument("--models", default=models, help=f"comma-separated models: mlp, small, large (default: {models})")
+    p.add_argument("--dataset", default=dataset, help=f"dataset (default: {dataset})")
+    p.add_argument("--data-dir", default=None, help="data root (default: $FFLEARN_DATA, then the standard places)")
+    p.add_argument("--width", type=float, default=None, help="channel scale of the conv nets (default: the config's 1.0)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the config's 128)")
+    p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's own choice; say it, the figures depend on it)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (config field bf16)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (conv models only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each layer (config field compile)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other config field, e.g. --set hidden=500,500 --set lr=2e-3 (repeatable)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+
+
+def split_list(text: str, what: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"--{what} needs at least one name")
+    return items
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` strings -> fields; values are type-checked later by Config.from_dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set needs FIELD=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def check_positive(name: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"--{name} must be {'>= 0' if allow_zero else 'positive'}; got {value}")
+
+
+def setup_threads(threads: int) -> None:
+    """Fix the CPU thread count before any work: an unset count differs between machines and
+    makes figures incomparable (the README's first pitfall)."""
+    if threads < 0:
+        raise ConfigError(f"--threads must be >= 0; got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+# --- configs and trainers ------------------------------------------------------------------
+def bench_config(args: argparse.Namespace, method: str, model: str, **extra: Any) -> Any:
+    """The config a ``fflearn train`` with the same flags would resolve (method recipe first)."""
+    from ..api import make_config
+    from ..config import validate
+
+    fields: dict[str, Any] = dict(
+        method=method, model=model, dataset=args.dataset, data_dir=args.data_dir,
+        width=args.width, batch_size=args.batch_size, limit_train=args.limit_train,
+        device=args.device, threads=args.threads, seed=args.seed,
+        bf16=args.bf16, compile=args.compile, progress=False,
+        # channels_last is a conv-net flag; the MLP rows of a mixed run simply go without it
+        channels_last=bool(args.channels_last and model != "mlp"),
+    )
+    fields.update(parse_overrides(args.overrides))
+    fields.update(extra)
+    return validate(make_config(**fields))
+
+
+_DATA_CACHE: dict[tuple[str, str | None], Any] = {}
+
+
+def load_data(name: str, data_dir: str | None) -> Any:
+    """Load a dataset once per process; every trainer of a bench shares its tensors."""
+    from ..data import load_dataset
+
+    key = (name, data_dir)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_dataset(name, data_dir)
+    return _DATA_CACHE[key]
+
+
+def make_trainer(cfg: Any) -> Any:
+    """A Trainer whose run folder is a throw-away temporary folder (a bench writes no run)."""
+    from ..train import Trainer
+
+    out = tempfile.mkdtemp(prefix="fflearn-bench-")
+    try:
+        return Trainer(cfg.replace(out=out), overwrite=True, dataset=load_data(cfg.dataset, cfg.data_dir))
+    finally:  # the Trainer checks and creates its folder; a bench never writes a run into it
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work: CUDA runs asynchronously, so a clock read without a
+    synchronise measures how fast kernels are *queued*, not run."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepRunner:
+    """Takes training steps exactly as ``Trainer._train_epoch`` does: a batch of the epoch's
+    order, augmentation, clamping and normalisation on the device, the lr of the schedule, one
+    ``Learner.step`` with the epoch's statistics. Epochs roll over when the order runs out."""
+
+    def __init__(self, trainer: Any) -> None:
+        from ..learner import StepStats
+
+        self.t = trainer
+        self.spe = trainer.steps_per_epoch()
+        self.stats = StepStats(len(trainer.net.layers), trainer.device)
+        self.order = trainer.epoch_order(trainer.epoch)
+        trainer.net.train()
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        t, cfg = self.t, self.t.cfg
+        s = t.step_in_epoch
+        take = getattr(t, "batch_indices", None)  # the trainer's own batch slicing where it has one
+        idx = take(self.order, s) if take else self.order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+        x = t.norm(t.augment(t.data.train_x[idx].float(), generator=t.gen).clamp_(0, 255))
+        return x, t.data.train_y[idx]
+
+    def step(self) -> float:
+        from ..train import lr_at
+
+        t, cfg = self.t, self.t.cfg
+        x, y = self.batch()
+        t.learner.set_lr(lr_at(cfg, min(0.999999, (t.epoch * self.spe + t.step_in_epoch) / (cfg.epochs * self.spe))))
+        loss = t.learner.step(x, y, t.global_step, self.stats, generator=t.gen)
+        t.step_in_epoch += 1
+        t.global_step += 1
+        if t.step_in_epoch >= self.spe:
+            t.epoch += 1
+            t.step_in_epoch = 0
+            self.order = t.epoch_order(t.epoch)
+        return loss
+
+    def timed(self, steps: int) -> float:
+        """Seconds for ``steps`` steps, the device synchronised before and after."""
+        sync(self.t.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        sync(self.t.device)
+        return time.perf_counter() - t0
+
+
+# --- machine description and output --------------------------------------------------------
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE matters on a shared CPU (README)
+        # other processes' load: above cpu_count, multi-threaded CPU figures are not trustworthy
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def resolve(device: str) -> torch.device:
+    from ..train import resolve_device
+
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    return resolve_device(device)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, Callable[[Any], str]]]) -> None:
+    """Print ``rows`` as an aligned table; ``columns`` are (key, header, formatter)."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        cells.append([fmt(r.get(k)) if r.get(k) is not None else "-" for k, _, fmt in columns])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    for line in cells:  # first column (a name) to the left, figures to the right
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if not path:
+        return
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(payload, indent=2) + "\n")
+    except OSError as e:
+        raise ConfigError(f"cannot write --json {p}: {e.strerror or e}") from None
+    print(f"figures written to {p}")
+
+
+def f0(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def f2(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def f3(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def si(v: float) -> str:
+    """FLOP figures in engineering units (G, T)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{unit}"
+    return f"{v:.0f}"

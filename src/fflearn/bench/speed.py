@@ -1,0 +1,85 @@
+"""``fflearn bench speed``: training images per second per method and model, and the ratio to BP.
+
+Every (method, model) pair gets its own Trainer, built from the same flags as ``fflearn train``.
+Each takes ``--warmup`` untimed steps (first-call allocations, oneDNN/cuDNN algorithm choice,
+``torch.compile``), then ``--repeats`` timed windows of ``--steps`` steps. The windows are taken
+round-robin over all pairs, so a burst of load from another process on a shared machine hits
+every method alike rather than one method's whole measurement; the figure is the median window.
+``ratio_to_bp`` divides by BP's figure on the same model, measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Any
+
+from . import common as c
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("speed", help="training images per second per method and model (and ratio to BP)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_common_args(p, methods="bp,ff,symba,trifecta,df-o,df-r,lcp", models="mlp,small", dataset="mnist")
+    p.add_argument("--steps", type=int, default=20,
+                   help="timed steps per window (0: one whole epoch of the, possibly limited, training set)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows per method; the median counts (default 3)")
+    p.set_defaults(func=run)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark the arguments describe; returns the JSON payload."""
+    c.setup_threads(args.threads)
+    device = c.resolve(args.device)
+    for name in ("steps", "warmup"):
+        c.check_positive(name, getattr(args, name), allow_zero=True)
+    c.check_positive("repeats", args.repeats)
+    methods = c.split_list(args.methods, "methods")
+    if "bp" not in methods:
+        methods = ["bp", *methods]  # ratio_to_bp needs BP on the same net, in the same process
+    models = c.split_list(args.models, "models")
+    # every config first: a bad name or value fails before any minute is spent measuring
+    cfgs = {(m, net): c.bench_config(args, m, net) for net in models for m in methods}
+    runners = {key: c.StepRunner(c.make_trainer(cfg)) for key, cfg in cfgs.items()}
+    windows: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
+    for r in runners.values():
+        for _ in range(args.warmup):
+            r.step()
+    for _ in range(args.repeats):
+        for key, r in runners.items():
+            steps = args.steps or r.spe
+            seconds = r.timed(steps)
+            windows[key].append(steps * r.t.cfg.batch_size / seconds)
+    results: list[dict[str, Any]] = []
+    for (method, net), r in runners.items():
+        ips = statistics.median(windows[(method, net)])
+        cfg = r.t.cfg
+        results.append({
+            "method": method, "model": net, "dataset": cfg.dataset,
+            "images_per_second": ips,
+            "ratio_to_bp": None,  # filled below
+            "step_ms": 1000 * cfg.batch_size / ips,
+            "windows_images_per_second": windows[(method, net)],
+            "steps": args.steps or r.spe, "warmup": args.warmup, "batch_size": cfg.batch_size,
+            "width": cfg.width if net != "mlp" else None, "hidden": cfg.hidden if net == "mlp" else None,
+            "parameters": sum(p.numel() for p in r.t.net.parameters()),
+            "bf16": cfg.bf16, "channels_last": cfg.channels_last, "compile": cfg.compile,
+            "scheme": cfg.scheme, "label_mode": cfg.label_mode,
+        })
+    bp = {r["model"]: r["images_per_second"] for r in results if r["method"] == "bp"}
+    for r in results:
+        r["ratio_to_bp"] = r["images_per_second"] / bp[r["model"]]
+    return {"results": results, **c.machine_info(device)}
+
+
+def run(args: argparse.Namespace) -> int:
+    payload = measure(args)
+    print(f"training speed on {payload['device']}, {payload['threads']} threads, torch {payload['torch']}")
+    c.print_table(payload["results"], [
+        ("method", "method", str), ("model", "model", str), ("batch_size", "batch", str),
+        ("images_per_second", "img/s", c.f0), ("step_ms", "ms/step", c.f2), ("ratio_to_bp", "ratio to BP", c.f2),
+        ("parameters", "params", c.f0),
+    ])
+    c.write_json(args.json, payload)
+    return 0

@@ -1,0 +1,120 @@
+"""``fflearn bench tta``: training time to a target test accuracy, per method and dataset.
+
+Training runs as ``fflearn train`` would (same config, same steps), and every
+``--eval-every-steps`` steps the clock stops (after a device synchronise), the test set is
+evaluated with the run's own prediction rule, and the clock starts again: evaluation time is not
+training time. The run stops at the first evaluation at or above the target, or when the
+training time passes ``--max-seconds``. The resolution of the answer is one evaluation interval:
+a run reported at step s reached the target somewhere in the interval that ended at s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ..errors import ConfigError
+from . import common as c
+
+DEFAULT_TARGETS = {"mnist": 0.98, "fashion-mnist": 0.90}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("tta", help="training time to a target test accuracy",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_common_args(p, methods="df,bp", models="mlp", dataset="mnist,fashion-mnist")
+    p.add_argument("--target", type=float, default=None,
+                   help="target test accuracy in (0, 1] (default: mnist 0.98, fashion-mnist 0.90)")
+    p.add_argument("--eval-every-steps", type=int, default=100, help="evaluate the test set every N steps (default 100)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="training-time budget per run (default 120)")
+    p.add_argument("--limit-test", type=int, default=None, help="evaluate on the first N test images only")
+    p.set_defaults(func=run)
+
+
+def time_to_target(trainer: Any, target: float, eval_every: int, max_seconds: float) -> dict[str, Any]:
+    """Train ``trainer`` until its test accuracy reaches ``target`` or the budget runs out."""
+    runner = c.StepRunner(trainer)
+    data = trainer.data
+    train_s = eval_s = 0.0
+    steps = 0
+    curve: list[tuple[int, float, float]] = []  # (step, train seconds, test accuracy)
+    reached = False
+    while train_s < max_seconds:
+        train_s += runner.timed(eval_every)
+        steps += eval_every
+        t0 = time.perf_counter()
+        acc = float(trainer.evaluate(data.test_x, data.test_y)["accuracy"])
+        eval_s += time.perf_counter() - t0
+        curve.append((steps, train_s, acc))
+        if acc >= target:
+            reached = True
+            break
+    return {
+        "reached": reached,
+        "seconds": train_s if reached else None,
+        "steps": steps if reached else None,
+        "epochs": steps / runner.spe if reached else None,
+        "best_accuracy": max(a for _, _, a in curve),
+        "final_accuracy": curve[-1][2],
+        "train_seconds_run": train_s,
+        "steps_run": steps,
+        "eval_seconds": eval_s,
+        "curve": curve,
+    }
+
+
+def target_for(dataset: str, target: float | None) -> float:
+    from ..data import canonical_name
+
+    if target is not None:
+        if not 0 < target <= 1:
+            raise ConfigError(f"--target must be a test accuracy in (0, 1]; got {target}")
+        return target
+    name = canonical_name(dataset)
+    if name not in DEFAULT_TARGETS:
+        raise ConfigError(f"no default target for dataset {dataset!r}: give --target (e.g. --target 0.7)")
+    return DEFAULT_TARGETS[name]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    c.setup_threads(args.threads)
+    device = c.resolve(args.device)
+    c.check_positive("eval-every-steps", args.eval_every_steps)
+    c.check_positive("max-seconds", args.max_seconds)
+    methods = c.split_list(args.methods, "methods")
+    models = c.split_list(args.models, "models")
+    datasets = c.split_list(args.dataset, "dataset")
+    plan = []
+    for ds in datasets:
+        target = target_for(ds, args.target)
+        for net in models:
+            for m in methods:
+                plan.append((m, net, ds, target, c.bench_config(args, m, net, dataset=ds, limit_test=args.limit_test)))
+    results = []
+    for method, net, ds, target, cfg in plan:
+        trainer = c.make_trainer(cfg)
+        r = time_to_target(trainer, target, args.eval_every_steps, args.max_seconds)
+        results.append({"method": method, "model": net, "dataset": ds, "target": target,
+                        "eval_every_steps": args.eval_every_steps, "max_seconds": args.max_seconds,
+                        "batch_size": cfg.batch_size, "train_images": len(trainer.data.train_y),
+                        "test_images": len(trainer.data.test_y), **r})
+    return {"results": results, **c.machine_info(device)}
+
+
+def _when(r: dict[str, Any]) -> str:
+    return f"{r['seconds']:.1f} s" if r["reached"] else f"not reached ({r['train_seconds_run']:.0f} s)"
+
+
+def run(args: argparse.Namespace) -> int:
+    payload = measure(args)
+    print(f"time to target accuracy on {payload['device']}, {payload['threads']} threads, torch {payload['torch']} "
+          "(training time only; test evaluations excluded)")
+    rows = [{**r, "when": _when(r)} for r in payload["results"]]
+    c.print_table(rows, [
+        ("method", "method", str), ("model", "model", str), ("dataset", "dataset", str),
+        ("target", "target", c.pct), ("when", "time to target", str), ("steps", "steps", str),
+        ("epochs", "epochs", c.f2), ("best_accuracy", "best acc", c.pct), ("eval_seconds", "eval s", c.f2),
+    ])
+    c.write_json(args.json, payload)
+    return 0
