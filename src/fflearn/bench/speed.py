@@ -68,8 +68,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "scheme": cfg.scheme, "label_mode": cfg.label_mode,
         })
     bp = {r["model"]: r["images_per_second"] for r in results if r["method"] == "bp"}
-    for r in results:
-        r["ratio_to_bp"] = r["images_per_second"] / bp[r["model"]]
+    for row in results:
+        row["ratio_to_bp"] = row["images_per_second"] / bp[row["model"]]
     return {"results": results, **c.machine_info(device)}
 
 
