@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -z "${FFLEARN_TEST_DATA:-}" ] && [ -d ../shared/data ]; then export FFLEARN_TEST_DATA="$(cd ../shared/data && pwd)"; fi
+# several processes share 2 cores in the distributed tests: spinning OpenMP threads would starve them
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 python3 -m ruff check src tests bench examples
 python3 -m mypy src
 bash scripts/docs.sh            # mkdocs --strict: a broken reference in a docstring fails
