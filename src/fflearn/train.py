@@ -186,7 +186,7 @@ class Trainer:
         DATASETS.get(_canonical(cfg.dataset))  # unknown names -> ConfigError before any work
         MODELS.get(cfg.model)
         LOSSES.get(cfg.loss)
-        build_scheme(cfg)
+        scheme = build_scheme(cfg)
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out or ".") if readonly else out_dir(cfg)
         if not readonly:
@@ -211,7 +211,7 @@ class Trainer:
         if cfg.compile:
             for layer in self.net.layers:
                 layer.compile()
-        self.learner = Learner(self.net, build_scheme(cfg), cfg, self.device)
+        self.learner = Learner(self.net, scheme, cfg, self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # steps done in the current epoch (mid-epoch checkpoints)
