@@ -30,6 +30,6 @@ def data_root() -> Path:
 def mnist_small(data_root: Path):
     """The first 2000 training and 1000 test images of the real MNIST."""
     from fflearn.data import load_dataset
-    from fflearn.train import _limit
+    from fflearn.trainer import _limit
 
     return _limit(load_dataset("mnist", data_root, download=False), 2000, 1000)

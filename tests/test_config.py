@@ -67,6 +67,7 @@ BAD = [  # (field to name, overrides)
     ("margin", {"margin": math.nan}), ("tau", {"tau": 0.0}), ("alpha", {"alpha": -1.0}),
     ("width", {"width": 0.0}), ("gamma", {"gamma": 0.0}), ("npair_scale", {"npair_scale": 0.0}),
     ("weight_decay", {"weight_decay": -1.0}), ("rotation", {"rotation": math.inf}), ("lam", {"lam": -1.0}),
+    ("peer_norm", {"peer_norm": -0.1}), ("peer_norm", {"peer_norm": math.nan}),
     ("block_size", {"block_size": 0}), ("eval_every", {"eval_every": 0}), ("crop", {"crop": -1}),
     ("threads", {"threads": -2}), ("checkpoint_every", {"checkpoint_every": -1}),
     ("limit_train", {"limit_train": 0}), ("limit_test", {"limit_test": -5}),

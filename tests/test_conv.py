@@ -56,7 +56,7 @@ def test_k_pass_prediction_scores_every_label() -> None:
 
 @pytest.mark.parametrize("method", ["trifecta", "df-o", "lcp"])
 def test_tiny_conv_run_learns(method: str, mnist_small, tmp_path) -> None:
-    from fflearn.train import train
+    from fflearn.trainer import train
 
     cfg = make_config(method=method, model="small", width=0.125, dataset="mnist", epochs=2, batch_size=50,
                       lr=3e-3, out=str(tmp_path / method), progress=False, crop=0, rotation=0.0)
@@ -72,7 +72,7 @@ def test_ablate_runner_writes_table_csv_and_chart(mnist_small, tmp_path, monkeyp
 
     from fflearn.ablate import run_ablation, write_outputs
 
-    tr = sys.modules["fflearn.train"]  # the module (the package exports a function of that name)
+    tr = sys.modules["fflearn.trainer"]
     real = tr.train
     monkeypatch.setattr(tr, "train", lambda cfg, overwrite=False: real(cfg, overwrite, dataset=mnist_small))
     res = run_ablation("mnist", 1, "small", tmp_path, rows=["ff", "trifecta"], width=0.1, limit_train=500,

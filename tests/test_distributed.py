@@ -60,7 +60,7 @@ def _record(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory: pytest.TempPathFactory, mnist_small) -> dict:
     """The reference: the same run in one process with one thread."""
-    from fflearn.train import Trainer
+    from fflearn.trainer import Trainer
 
     out = tmp_path_factory.mktemp("seq")
     cfg = make_config(method="df-o", dataset="mnist", model="mlp", hidden=[256] * 4, epochs=1, limit_train=2000,
@@ -95,7 +95,7 @@ def test_pipeline_matches_sequential(tmp_path: Path, data_root: Path, sequential
         ck = torch.load(out / f"checkpoint-rank{r}.pt", weights_only=True)
         assert {k.split(".")[1] for k in ck["net"] if k.startswith(("layers.", "heads."))} == layers
         assert set(ck["optimizers"]) == layers
-    from fflearn.train import load_run
+    from fflearn.trainer import load_run
 
     t = load_run(out, data_dir=str(data_root))
     res = t.evaluate(t.data.test_x, t.data.test_y)

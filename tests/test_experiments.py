@@ -103,7 +103,7 @@ def test_quantisation_levels(bits):
 
 
 def test_noise_level0_exact_and_strong_noise_hurts(runs):
-    from fflearn.train import load_run
+    from fflearn.trainer import load_run
 
     t = load_run(runs["df"])
     before = copy.deepcopy(t.net.state_dict())

@@ -25,7 +25,7 @@ import torch
 from fflearn.cli import main
 from fflearn.errors import FFLearnError, TrainingError
 from fflearn.registry import LOSSES
-from fflearn.train import CHECKPOINT, TIMING_KEYS, load_run, read_checkpoint
+from fflearn.trainer import CHECKPOINT, TIMING_KEYS, load_run, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -310,3 +310,36 @@ def test_nan_loss_stops_naming_layer_and_step(data_root: Path, tmp_path: Path, m
     assert rc == 0, err
     assert [r["epoch"] for r in metrics(run)] == [1, 2]
     assert read_checkpoint(run / CHECKPOINT)["config"]["lr"] == 1e-4
+
+
+def test_deferred_nan_check_names_the_first_bad_step_and_layer() -> None:
+    """On a GPU the NaN guard reads the losses every ``check_every`` steps (a host read stalls
+    the GPU); it must still name the step and layer where the first non-finite loss appeared."""
+    from fflearn.api import make_config
+    from fflearn.learner import Learner
+    from fflearn.models import build_net
+    from fflearn.schemes import build_scheme
+
+    cfg = make_config(method="symba", model="mlp", hidden=[8, 8, 8])
+    net = build_net(cfg, (1, 4, 4), num_classes=3)
+    learner = Learner(net, build_scheme(cfg), cfg, torch.device("cpu"))
+    learner.check_every = 4  # the GPU policy, on the CPU: read every 4 segments' losses
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 1, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g)
+    calls = {"n": 0}
+    inner = learner.loss_fn
+
+    def loss_fn(g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1  # greedy over 3 layers: call 3*step + layer + 1
+        out = inner(g_pos, g_neg)
+        return out * math.nan if calls["n"] == 3 * 5 + 2 + 1 else out
+
+    learner.loss_fn = loss_fn
+    for step in range(5):  # steps 0-4 are finite
+        assert math.isfinite(float(learner.step(x, y, step)))
+    with pytest.raises(TrainingError, match="loss of layer 2 is nan at step 5"):
+        for step in range(5, 12):
+            learner.step(x, y, step)
+    # 3 segments per step: the bad record is the 18th; the reads come after records 16 and 20,
+    # so it is noticed during step 6, one step late, and still named exactly
+    assert step == 6

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from fflearn.api import make_config
-from fflearn.train import Trainer, lr_at
+from fflearn.trainer import Trainer, lr_at
 
 
 def test_schedules_by_hand() -> None:

@@ -14,10 +14,6 @@ __version__ = "0.1.0"
 
 # importing the ingredient modules fills the registries
 from . import goodness, labels, losses, methods, models, negatives, schemes  # noqa: E402,F401
-
-# load the fflearn.train module now: loading it later (api.train does) would rebind the name
-# fflearn.train from the function below to the module
-from . import train as _train_module  # noqa: E402,F401
 from .api import make_config, resume, train  # noqa: E402
 from .config import Config  # noqa: E402
 

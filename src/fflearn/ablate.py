@@ -22,7 +22,7 @@ def run_ablation(dataset: str, epochs: int, model: str = "small", out: str | Pat
                  rows: list[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train each row with identical settings; returns one result dict per row."""
     from .api import make_config
-    from .train import train
+    from .trainer import train
 
     out = Path(out)
     results = []

@@ -27,13 +27,13 @@ def make_config(config_file: str | Path | None = None, **fields: Any) -> Config:
 
 def train(cfg: Config, overwrite: bool = False, dataset: Any = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the summary dict (also in the run folder's summary.json)."""
-    from .train import train as _train
+    from .trainer import train as _train
 
     return _train(cfg, overwrite=overwrite, dataset=dataset)
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Continue a checkpointed run (optionally to a larger number of epochs)."""
-    from .train import resume as _resume
+    from .trainer import resume as _resume
 
     return _resume(run_dir, epochs=epochs, **overrides)

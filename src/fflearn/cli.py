@@ -56,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
-    from .train import resume, train
+    from .trainer import resume, train
 
     if distributed.requested(args):  # --nproc/--pipeline N, or a rank started by torchrun
         return distributed.run_command(args)
@@ -85,7 +85,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train import load_run
+    from .trainer import load_run
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     if args.device:

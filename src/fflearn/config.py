@@ -46,6 +46,7 @@ class Config:
     lam: float = 0.0  # DF weight of the largest negative goodness (the lambda regulariser)
     npair_form: str = "softplus"  # DF margin form: hinge (mean over negatives) | softplus (smooth max)
     npair_scale: float = 100.0  # DF softplus sharpness s: (1/s) log(1 + sum exp(s (m - gap)))
+    peer_norm: float = 0.0  # weight of Hinton's peer normalisation (keeps every unit in use; 0 = off)
     # --- update scheme -------------------------------------------------------------------
     scheme: str = "greedy"  # greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
@@ -186,7 +187,7 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not math.isfinite(v) or v <= 0:
             raise bad(name, f"must be a positive finite number; got {v}")
-    for name in ("margin", "lam", "weight_decay", "rotation", "time_budget"):
+    for name in ("margin", "lam", "peer_norm", "weight_decay", "rotation", "time_budget"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")

@@ -39,7 +39,7 @@ import torch.distributed as dist
 
 from .config import Config
 from .errors import ConfigError, FFLearnError, TrainingError
-from .train import CHECKPOINT, Trainer
+from .trainer import CHECKPOINT, Trainer
 
 DIE_ENV = "FFLEARN_TEST_DIE_AT"  # "RANK:STEP": that rank exits with status 1 at that step (tests)
 GRACE_SECONDS = 10.0  # launch: time the other ranks get to report a failed rank themselves
@@ -99,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
             check_data_parallel(cfg, wanted)
         argv = list(getattr(args, "argv", None) or sys.argv[1:])
         if not args.resume and not cfg.out:  # all ranks must agree on the run folder
-            from .train import out_dir
+            from .trainer import out_dir
 
             argv += ["--out", str(out_dir(cfg))]
         return launch(wanted, argv)
@@ -116,7 +116,7 @@ def resolve_config(args: argparse.Namespace, rank: int | None = None) -> tuple[C
 
     if not args.resume:
         return config_from_args(args), None
-    from .train import check_compatible, read_checkpoint
+    from .trainer import check_compatible, read_checkpoint
 
     run_dir = Path(args.resume)
     candidates = ([run_dir / f"checkpoint-rank{rank}.pt"] if rank is not None else []) + [run_dir / CHECKPOINT]
@@ -176,7 +176,7 @@ def init_rank(timeout: float, device: torch.device) -> RankContext:
 
 def run_rank(args: argparse.Namespace, mode: str) -> int:
     """Train as one rank of a data-parallel or pipeline run; rank 0 prints the summary."""
-    from .train import resolve_device
+    from .trainer import resolve_device
 
     rank = int(os.environ["RANK"])
     cfg, ck_path = resolve_config(args, rank if mode == "pipeline" else None)
@@ -405,7 +405,7 @@ class DataParallelTrainer(Trainer):
 
     def load_checkpoint(self, path: Path) -> None:
         super().load_checkpoint(path)
-        from .train import read_checkpoint
+        from .trainer import read_checkpoint
 
         info = read_checkpoint(path).get("data_parallel") or {}
         self._loaded_gen_states = list(info.get("gen_states") or []) or None

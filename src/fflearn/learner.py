@@ -19,6 +19,7 @@ from .losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss
 from .models import Net
 from .negatives import pos_neg
 from .registry import LOSSES, NEGATIVES
+from .regularizers import PeerNormalization
 from .schemes import Scheme, Segment
 
 
@@ -73,16 +74,27 @@ class Learner:
         self.cfg = cfg
         self.device = device
         self.loss_fn = build_loss(cfg)
+        self.peer = PeerNormalization(cfg.peer_norm) if cfg.peer_norm > 0 else None
         self.sampler = NEGATIVES.get(cfg.negatives)
         self.k = net.num_classes
         n = len(net.layers)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
+        # A GPU step of a local method is many small kernels (one optimiser per layer): the fused
+        # Adam kernel updates all of a layer's tensors in one launch. CPU keeps the default.
+        self.fused = device.type == "cuda"
         for i in range(n):
             owned = scheme.optimizer_layers(i, n)
             if owned:
                 params = [p for j in owned for p in net.layer_params(j)]
-                self.optimizers[i] = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) \
-                    if cfg.weight_decay else torch.optim.Adam(params, lr=cfg.lr)
+                kw: dict[str, Any] = {"lr": cfg.lr, "fused": True} if self.fused else {"lr": cfg.lr}
+                self.optimizers[i] = torch.optim.AdamW(params, weight_decay=cfg.weight_decay, **kw) \
+                    if cfg.weight_decay else torch.optim.Adam(params, **kw)
+        # Reading a loss value on the host waits for the GPU to finish all queued work, which
+        # idles it between steps. So on a GPU the NaN guard reads the recorded losses once every
+        # ``check_every`` segments (a NaN is caught a few steps late, still before any checkpoint
+        # is written); on a CPU reading is free and each segment is checked before it steps.
+        self.check_every = 32 if device.type == "cuda" else 1
+        self._pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, layers, losses)
         self.amp = (
             torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
         )
@@ -115,18 +127,19 @@ class Learner:
         return g[:, 0], g[:, 1:]
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, stats: StepStats | None = None,
-             generator: torch.Generator | None = None) -> float:
-        """One local-learning step on a normalised batch; returns the summed loss."""
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One local-learning step on a normalised batch; returns the summed loss as a 0-d tensor
+        on the device (read it with ``float()`` only when needed: on a GPU that waits for the step)."""
         neg = self.sampler(y, self.k, generator)
         h = self._labelled_input(x, y, neg)
         return self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
 
     def run_segments(self, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor, segments: list[Segment],
-                     step: int, stats: StepStats | None = None) -> tuple[float, torch.Tensor]:
+                     step: int, stats: StepStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Train ``segments`` (consecutive) on ``h``, the input of the first one; returns the summed
         loss and the output of the last one. The layer-parallel pipeline runs each rank's segments."""
         n = len(self.net.layers)
-        total_loss = 0.0
+        total_loss = torch.zeros((), device=h.device)
         for seg in segments:
             if seg.start > 0:
                 h = h.detach()
@@ -147,19 +160,21 @@ class Learner:
                     li = None
                     if i in seg.loss_layers or self.scheme.probes:
                         li = self.loss_fn(g_pos, g_neg).mean()
+                        if self.peer is not None and i in seg.loss_layers:
+                            # the positives: the first B rows in every label mode
+                            running = self.net.layers[i].activity
+                            assert isinstance(running, torch.Tensor)  # built with peer_norm > 0
+                            li = li + self.peer(h[: len(y)], running)
                         losses.append((i, li))
                     if stats is not None:
                         stats.add(i, g_pos.detach(), g_neg.detach(), None if li is None else li.detach())
             if not losses:
                 continue
-            loss = torch.stack([li for _, li in losses]).sum()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                bad = [i for i, li in losses if not torch.isfinite(li).all()]
-                raise TrainingError(
-                    f"loss of layer {bad[0] if bad else seg.start} is {value} at step {step}: "
-                    "lower the learning rate or check the data; the last good checkpoint is kept"
-                )
+            per_layer = torch.stack([li for _, li in losses])
+            loss = per_layer.sum()
+            self._pending.append((step, [i for i, _ in losses], per_layer.detach()))
+            if len(self._pending) >= self.check_every:
+                self.check_losses()
             opts = [self.optimizers[j] for j in self.scheme.stepped(seg, n)]
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
@@ -170,8 +185,23 @@ class Learner:
                 opt.step()
             for opt in opts:
                 opt.zero_grad(set_to_none=True)  # free this segment's gradients before the next
-            total_loss += value
+            total_loss = total_loss + loss.detach()
         return total_loss, h
+
+    def check_losses(self) -> None:
+        """The NaN guard: raise TrainingError naming the first non-finite loss recorded since the
+        last check (one host read for all of them)."""
+        pending, self._pending = self._pending, []
+        if not pending or bool(torch.cat([v for _, _, v in pending]).isfinite().all()):
+            return
+        for step, layers, values in pending:
+            vals = values.tolist()
+            for i, v in zip(layers, vals, strict=True):
+                if not math.isfinite(v):
+                    raise TrainingError(
+                        f"loss of layer {i} is {v} at step {step}: "
+                        "lower the learning rate or check the data; the last good checkpoint is kept"
+                    )
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -181,4 +211,13 @@ class Learner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][str(k)])
+            load_optimizer(o, state["optimizers"][str(k)])
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load an optimiser's state but keep its kernel choice (fused on a GPU, not on a CPU), so a
+    run checkpointed on one device resumes on another."""
+    keep: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, k in zip(opt.param_groups, keep, strict=True):
+        g.update(k)

@@ -46,7 +46,7 @@ class Layer(nn.Module):
     """One locally trained layer. ``random_feedback`` builds a fixed feedback matrix for DF-R."""
 
     def __init__(self, in_shape: tuple[int, ...], out_features: int, norm: str = "unit",
-                 pool: bool = False, random_feedback: bool = False) -> None:
+                 pool: bool = False, random_feedback: bool = False, peer_norm: bool = False) -> None:
         super().__init__()
         self.conv = len(in_shape) == 3
         self.norm = make_norm(norm, in_shape)
@@ -61,6 +61,10 @@ class Layer(nn.Module):
             self.register_buffer("feedback", fb)
         else:
             self.feedback = None
+        if peer_norm:  # running mean activity of each unit (fflearn.regularizers.PeerNormalization)
+            self.register_buffer("activity", torch.zeros(out_features))
+        else:
+            self.activity = None
         self.out_shape: tuple[int, ...]
         if self.conv:
             h, w = in_shape[1:]
@@ -192,7 +196,8 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
     layers: list[Layer] = []
     heads: list[nn.Module] = []
     for out, pool in MODELS.get(cfg.model)(cfg):  # type: ignore[attr-defined]
-        layer = Layer(shape, out, cfg.norm, pool, random_feedback=fb)  # type: ignore[attr-defined]
+        layer = Layer(shape, out, cfg.norm, pool, random_feedback=fb,  # type: ignore[attr-defined]
+                      peer_norm=cfg.peer_norm > 0)  # type: ignore[attr-defined]
         layers.append(layer)
         shape = layer.out_shape
         if mode in ("overlay", "channel"):

@@ -37,12 +37,12 @@ from . import __version__
 from .config import Config, dump_yaml
 from .distributed import RankContext, maybe_die
 from .errors import ConfigError, FFLearnError, TrainingError
-from .learner import StepStats
+from .learner import StepStats, load_optimizer
 from .models import Layer, Net
 from .predict import select_layers
 from .registry import MODELS
 from .schemes import Segment, build_scheme
-from .train import CHECKPOINT, Trainer, _print_epoch, _progress, _sync, atomic_save, atomic_write_text, lr_at
+from .trainer import CHECKPOINT, Trainer, _print_epoch, _progress, _sync, atomic_save, atomic_write_text, lr_at
 
 
 def check_pipeline(cfg: Config, world: int) -> list[Segment]:
@@ -256,7 +256,7 @@ class PipelineTrainer(Trainer):
             raise FFLearnError(f"{self.rank_file()} does not fit this network (missing {missing[:3]}, "
                                f"unexpected {res.unexpected_keys[:3]})")
         for k, sd in state["optimizers"].items():
-            self.learner.optimizers[int(k)].load_state_dict(sd)
+            load_optimizer(self.learner.optimizers[int(k)], sd)
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.train_seconds = state["global_step"], state["train_seconds"]
         if state.get("partial_stats") is not None:
@@ -487,6 +487,7 @@ class PipelineTrainer(Trainer):
         ranks save after the same step (epoch ends, or every checkpoint_every steps), so the
         files always describe one consistent state."""
         self.link.flush(count=False)
+        self.learner.check_losses()
         for i in range(self.first, self.last):
             for name, t in self.net.layers[i].state_dict().items():
                 if t.is_floating_point() and not torch.isfinite(t).all():

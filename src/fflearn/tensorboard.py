@@ -50,7 +50,7 @@ class TensorBoardHook:
     """A ``Trainer.hooks`` entry that writes each epoch record's scalars to ``log_dir``.
 
     The writer is opened at the first record, so a trainer that is only loaded for evaluation
-    (:func:`fflearn.train.load_run`) leaves no empty event file behind.
+    (:func:`fflearn.trainer.load_run`) leaves no empty event file behind.
     """
 
     def __init__(self, log_dir: str | Path, writer_cls: Any) -> None:

@@ -1,7 +1,7 @@
 """Shared machinery of the benchmarks: trainers built as ``fflearn train`` builds them, steps timed
 as a real epoch takes them, device clocks read only after a synchronise, tables and JSON.
 
-Why the benchmarks drive the :class:`~fflearn.train.Trainer`'s own parts (its data on the
+Why the benchmarks drive the :class:`~fflearn.trainer.Trainer`'s own parts (its data on the
 device, its augmentation, its normaliser, its learner) instead of a stripped-down loop: a speed
 figure must be the speed a user gets from ``fflearn train``, augmentation and normalisation
 included. What is left out is what an epoch does after its last step (test evaluation,
@@ -117,7 +117,7 @@ def load_data(name: str, data_dir: str | None) -> Any:
 
 def make_trainer(cfg: Any) -> Any:
     """A Trainer whose run folder is a throw-away temporary folder (a bench writes no run)."""
-    from ..train import Trainer
+    from ..trainer import Trainer
 
     out = tempfile.mkdtemp(prefix="fflearn-bench-")
     try:
@@ -155,8 +155,8 @@ class StepRunner:
         x = t.norm(t.augment(t.data.train_x[idx].float(), generator=t.gen).clamp_(0, 255))
         return x, t.data.train_y[idx]
 
-    def step(self) -> float:
-        from ..train import lr_at
+    def step(self) -> torch.Tensor:
+        from ..trainer import lr_at
 
         t, cfg = self.t, self.t.cfg
         x, y = self.batch()
@@ -199,7 +199,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def resolve(device: str) -> torch.device:
-    from ..train import resolve_device
+    from ..trainer import resolve_device
 
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}")

@@ -197,7 +197,7 @@ def measure(method: str, model: str = "large", batch_size: int = 256, dataset: s
     from ..models import build_net
     from ..registry import MODELS
     from ..schemes import build_scheme
-    from ..train import resolve_device
+    from ..trainer import resolve_device
 
     dataset = dataset or ("mnist" if model == "mlp" else "cifar10")
     cfg = validate(make_config(method=method, model=model, dataset=dataset, batch_size=batch_size,

@@ -70,7 +70,7 @@ def run_online(methods: list[str], batch_sizes: list[int], samples: int = 60000,
                out: str | Path | None = None, **fields: Any) -> list[dict[str, Any]]:
     """Train one network per (method, batch size) for one pass over ``samples`` images; test each."""
     from ..data import load_dataset
-    from ..train import Trainer
+    from ..trainer import Trainer
 
     cfgs = online_configs(methods, batch_sizes, samples, dataset=dataset, **fields)
     data = load_dataset(dataset, fields.get("data_dir"))

@@ -252,6 +252,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        self.learner.check_losses()  # on a GPU, losses not yet checked by the NaN guard
         # a finite loss can still come with an infinite gradient: never let NaN weights replace
         # the last good checkpoint
         for name, t in self.net.state_dict().items():  # layers, heads (anchors), label maps
