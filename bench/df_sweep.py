@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from fflearn.api import make_config
-from fflearn.train import Trainer
+from fflearn.trainer import Trainer
 
 ROWS: dict[str, dict[str, Any]] = {
     "default (blocks of 2, softplus, m=0.1)": {},
