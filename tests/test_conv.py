@@ -67,6 +67,17 @@ def test_tiny_conv_run_learns(method: str, mnist_small, tmp_path) -> None:
     assert len(lines) == 2 and "per_layer_separation" in json.loads(lines[-1])
 
 
+def test_ablation_ordering_check() -> None:
+    from fflearn.ablate import ordering_violations
+
+    rows = {"ff": 0.17, "symba": 0.21, "symba+apl": 0.24, "symba+bn": 0.25, "trifecta": 0.31}
+    res = [{"method": m, "test_accuracy": a} for m, a in rows.items()]
+    assert ordering_violations(res) == []
+    res[1]["test_accuracy"] = 0.16  # symba below ff
+    assert ordering_violations(res) == [("symba", "ff")]
+    assert ordering_violations([r for r in res if r["method"] in ("ff", "trifecta")]) == []  # rows not run
+
+
 def test_ablate_runner_writes_table_csv_and_chart(mnist_small, tmp_path, monkeypatch) -> None:
     import sys
 
@@ -77,8 +88,9 @@ def test_ablate_runner_writes_table_csv_and_chart(mnist_small, tmp_path, monkeyp
     monkeypatch.setattr(tr, "train", lambda cfg, overwrite=False: real(cfg, overwrite, dataset=mnist_small))
     res = run_ablation("mnist", 1, "small", tmp_path, rows=["ff", "trifecta"], width=0.1, limit_train=500,
                        batch_size=50, progress=False)
-    paths = write_outputs(res, tmp_path, "mnist", 1, "small")
+    paths = write_outputs(res, tmp_path, "mnist", 1, "small", width=0.1)
     md = paths[0].read_text()
     assert "| trifecta |" in md and "74.0" in md
+    assert "`small` net at width 0.1, 1 epoch," in md
     assert paths[3].stat().st_size > 1000 and paths[3].read_bytes()[:4] == b"\x89PNG"
     assert len(paths[1].read_text().splitlines()) == 3

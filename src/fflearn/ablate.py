@@ -39,10 +39,24 @@ def run_ablation(dataset: str, epochs: int, model: str = "small", out: str | Pat
     return results
 
 
-def write_outputs(results: list[dict[str, Any]], out: Path, dataset: str, epochs: int, model: str) -> list[Path]:
+# the slides' ordering: each pair (better, worse)
+SLIDES_ORDER = [("trifecta", "symba+bn"), ("trifecta", "symba+apl"), ("symba+bn", "symba"),
+                ("symba+apl", "symba"), ("symba", "ff")]
+
+
+def ordering_violations(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Pairs of the slides' ordering that the results reverse (rows not run are skipped)."""
+    acc = {r["method"]: r["test_accuracy"] for r in results}
+    return [(a, b) for a, b in SLIDES_ORDER if a in acc and b in acc and not acc[a] > acc[b]]
+
+
+def write_outputs(results: list[dict[str, Any]], out: Path, dataset: str, epochs: int, model: str,
+                  width: float = 1.0) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     label = results[0]["dataset_label"] if results else dataset
-    lines = [f"# Trifecta ablation: {label}, `{model}` net, {epochs} epochs, same seed and budget", "",
+    net = f"`{model}` net" + ("" if width == 1.0 else f" at width {width:g}")
+    ep = f"{epochs} epoch" + ("" if epochs == 1 else "s")
+    lines = [f"# Trifecta ablation: {label}, {net}, {ep}, same seed and budget", "",
              "| method | test accuracy (%) | best layer (%) | train s | slides, CIFAR-10 100 ep (%) |",
              "|---|---|---|---|---|"]
     for r in results:
@@ -50,6 +64,9 @@ def write_outputs(results: list[dict[str, Any]], out: Path, dataset: str, epochs
         slides = "-" if r["slides_cifar10_100ep"] is None else f"{r['slides_cifar10_100ep']:.1f}"
         lines.append(f"| {r['method']} | {100 * r['test_accuracy']:.2f} | {100 * best:.2f} | "
                      f"{r['train_seconds']:.0f} | {slides} |")
+    bad = ordering_violations(results)
+    lines += ["", "The slides' ordering (trifecta > symba+bn, symba+apl > symba > ff): " +
+              ("holds." if not bad else "reversed for " + ", ".join(f"{a} vs {b}" for a, b in bad) + ".")]
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     with open(out / "ablation.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -57,7 +74,8 @@ def write_outputs(results: list[dict[str, Any]], out: Path, dataset: str, epochs
         for r in results:
             w.writerow([r["method"], r["test_accuracy"], r["train_seconds"], r["slides_cifar10_100ep"]])
     (out / "ablation.json").write_text(json.dumps({"dataset": dataset, "epochs": epochs, "model": model,
-                                                   "results": results}, indent=2))
+                                                   "width": width, "results": results,
+                                                   "ordering_violations": bad}, indent=2))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,10 +104,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         overrides["bf16"] = True
     rows = args.rows.split(",") if args.rows else None
     results = run_ablation(args.dataset, args.epochs, args.model, args.out, rows, **overrides)
-    paths = write_outputs(results, Path(args.out), args.dataset, args.epochs, args.model)
+    paths = write_outputs(results, Path(args.out), args.dataset, args.epochs, args.model, args.width)
     print(Path(paths[0]).read_text())
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"results": results,
+                                               "ordering_violations": ordering_violations(results)}, indent=2))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
