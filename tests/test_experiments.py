@@ -121,6 +121,20 @@ def test_noise_level0_exact_and_strong_noise_hurts(runs):
     assert all(torch.equal(before[k], after[k]) for k in before)  # the loaded weights are untouched
 
 
+def test_spare_heads_leaves_heads_and_label_maps_exact(runs):
+    from fflearn.trainer import load_run
+
+    t = load_run(runs["df"])
+    net = copy.deepcopy(t.net)
+    heads = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("layers.")}
+    noise.add_weight_noise(net, 0.5, torch.Generator().manual_seed(0), heads=False)
+    noise.quantize_weights(net, 2, heads=False)
+    after = net.state_dict()
+    assert heads and all(torch.equal(v, after[k]) for k, v in heads.items())  # anchors untouched
+    assert any(not torch.equal(a, b) for a, b in zip(net.layers.parameters(), t.net.layers.parameters(), strict=True))
+    assert len(noise.weight_arrays(t.net, heads=False)) < len(noise.weight_arrays(t.net))
+
+
 def test_noise_cli_json(runs, tmp_path, capsys):
     out = tmp_path / "noise.json"
     rc = main(["experiment", "noise", str(runs["df"]), str(runs["bp"]), "--kinds", "quant,activation",

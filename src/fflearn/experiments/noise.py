@@ -39,15 +39,18 @@ LEVELS: dict[str, list[float]] = {
 KINDS = tuple(LEVELS)
 
 
-def weight_arrays(net: nn.Module) -> list[nn.Parameter]:
-    """The parameters noise applies to: those with two or more dimensions (matrices, kernels)."""
-    return [p for p in net.parameters() if p.dim() >= 2]
+def weight_arrays(net: nn.Module, heads: bool = True) -> list[nn.Parameter]:
+    """The parameters noise applies to: those with two or more dimensions (matrices, kernels);
+    ``heads=False`` spares the heads (anchors, classifiers) and the label embedding, so only the
+    layers' arrays are noisy."""
+    src = net.parameters() if heads else net.layers.parameters()  # type: ignore[union-attr,operator]
+    return [p for p in src if p.dim() >= 2]
 
 
 @torch.no_grad()
-def add_weight_noise(net: nn.Module, sigma: float, generator: torch.Generator) -> None:
+def add_weight_noise(net: nn.Module, sigma: float, generator: torch.Generator, heads: bool = True) -> None:
     """w <- w * (1 + sigma * eps) for every weight array, in place (use on a copy)."""
-    for p in weight_arrays(net):
+    for p in weight_arrays(net, heads):
         eps = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
         p.mul_(1 + sigma * eps)
 
@@ -64,8 +67,8 @@ def quantize_(t: torch.Tensor, bits: int) -> torch.Tensor:
     return t
 
 
-def quantize_weights(net: nn.Module, bits: int) -> None:
-    for p in weight_arrays(net):
+def quantize_weights(net: nn.Module, bits: int, heads: bool = True) -> None:
+    for p in weight_arrays(net, heads):
         quantize_(p.data, bits)
 
 
@@ -89,7 +92,7 @@ def evaluate_net(trainer: Any, net: nn.Module) -> float:
     return float(res["accuracy"])  # type: ignore[arg-type]
 
 
-def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0) -> float:
+def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, heads: bool = True) -> float:
     """Accuracy of a deep copy of the trained net under one draw of noise (value None: no noise)."""
     if kind not in LEVELS:
         raise ConfigError(f"unknown noise kind {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -97,15 +100,16 @@ def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0) 
     g = torch.Generator(device=trainer.device).manual_seed(seed)
     if value is not None:
         if kind == "weight":
-            add_weight_noise(net, float(value), g)
+            add_weight_noise(net, float(value), g, heads)
         elif kind == "quant":
-            quantize_weights(net, int(value))
+            quantize_weights(net, int(value), heads)
         else:
             add_activation_noise(net, float(value), g)
     return evaluate_net(trainer, net)
 
 
-def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: int = 0,
+                heads: bool = True) -> list[dict[str, Any]]:
     """Rows (level, value, mean, std, accuracies) for level 0..``levels`` of one kind."""
     clean = noisy_accuracy(trainer, kind, None)
     rows = [{"kind": kind, "level": 0, "value": None, "mean_accuracy": clean, "std_accuracy": 0.0,
@@ -113,14 +117,14 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
     for lv in range(1, levels + 1):
         value = LEVELS[kind][lv - 1]
         n = 1 if kind == "quant" else draws  # quantisation is deterministic
-        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d) for d in range(n)]
+        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads) for d in range(n)]
         rows.append({"kind": kind, "level": lv, "value": value, "mean_accuracy": statistics.fmean(accs),
                      "std_accuracy": statistics.stdev(accs) if n > 1 else 0.0, "draws": n, "accuracies": accs})
     return rows
 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
-              **overrides: Any) -> list[dict[str, Any]]:
+              heads: bool = True, **overrides: Any) -> list[dict[str, Any]]:
     """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir)."""
     from ..trainer import load_run
 
@@ -136,7 +140,7 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
         name = Path(d).resolve().name
         for k in kinds:
-            for row in noise_curve(t, k, levels, draws, seed):
+            for row in noise_curve(t, k, levels, draws, seed, heads):
                 results.append({"run": name, "method": t.cfg.method, **row})
     return results
 
@@ -182,7 +186,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
         limit = None if args.limit_test is None else int(args.limit_test)
     except ValueError:
         raise ConfigError("--levels, --draws and --limit-test must be integers") from None
-    results = run_noise(args.run_dirs, kinds, levels, draws, args.seed, limit_test=limit,
+    results = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads, limit_test=limit,
                         device=args.device, data_dir=args.data_dir)
     headers = ["run", "method", "kind"] + [f"L{i}" for i in range(levels + 1)]
     table = []
@@ -198,7 +202,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
     for p in plot_noise(results, out_dir(args.out)):
         print(p)
     if args.json:
-        write_json({"results": results, "levels": {k: LEVELS[k][:levels] for k in kinds}, "draws": draws}, args.json)
+        write_json({"results": results, "levels": {k: LEVELS[k][:levels] for k in kinds}, "draws": draws,
+                    "spare_heads": bool(args.spare_heads)}, args.json)
     return 0
 
 
@@ -209,6 +214,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--levels", default="5", help="number of noise levels L1..Ln, 1-5 (default 5)")
     p.add_argument("--draws", default="3", help="random draws per level (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--spare-heads", action="store_true",
+                   help="weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
     p.add_argument("--data-dir", help="data root (default: the run's)")
