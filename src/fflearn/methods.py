@@ -2,7 +2,8 @@
 
 A method only sets config fields; anything it sets can be overridden by a config file or a flag.
 Some ingredients depend on the network: an MLP gets Hinton's one-hot overlay and length
-normalisation, a conv net the Trifecta's learned label channel and layer norm.
+normalisation (batch norm for ff, see below), a conv net the Trifecta's learned label channel
+and layer norm.
 
 | method      | label    | negatives | loss    | scheme          | norm (conv) |
 |-------------|----------|-----------|---------|-----------------|-------------|
