@@ -358,14 +358,16 @@ class PipelineTrainer(Trainer):
                     bar.set_postfix(loss=f"{loss:.4f}")
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < spe:
                 _sync(self.device)
-                seconds += time.perf_counter() - t0
-                self.train_seconds += time.perf_counter() - t0
+                dt = time.perf_counter() - t0  # one clock read: both totals get the same interval
+                seconds += dt
+                self.train_seconds += dt
                 self.save_checkpoint()
                 t0 = time.perf_counter()
         link.flush()
         _sync(self.device)
-        seconds += time.perf_counter() - t0
-        self.train_seconds += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        seconds += dt
+        self.train_seconds += dt
         self.idle_seconds = link.wait_seconds
         self.bytes_per_step = (link.bytes_sent - sent_before) / max(1, link.n_sent - msgs_before)
         if bar is not None:

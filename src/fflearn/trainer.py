@@ -527,6 +527,11 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
+def _run_config(ck: dict[str, Any], run_dir: Path, **overrides: Any) -> Config:
+    """The config saved in a checkpoint, writing to ``run_dir``, with ``overrides`` applied."""
+    return Config.from_dict({**ck["config"], "out": str(run_dir), **overrides})
+
+
 def resume(run_dir: str | Path, epochs: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its checkpoint (optionally to more epochs).
 
@@ -537,12 +542,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, **overrides: Any) -> 
     if not ck_path.exists():
         raise FFLearnError(f"no checkpoint in {run_dir}: nothing to resume (expected {ck_path})")
     ck = read_checkpoint(ck_path)
-    d = dict(ck["config"])
-    d["out"] = str(run_dir)
-    if epochs is not None:
-        d["epochs"] = epochs
-    d.update(overrides)
-    cfg = Config.from_dict(d)
+    cfg = _run_config(ck, run_dir, **overrides, **({} if epochs is None else {"epochs": epochs}))
     check_compatible(ck["config"], cfg, ck_path)  # before the data is loaded
     if cfg.epochs < ck["epoch"]:
         raise ConfigError(f"config field 'epochs' ({cfg.epochs}) is below the {ck['epoch']} epochs "
@@ -559,10 +559,7 @@ def load_run(run_dir: str | Path, **overrides: Any) -> Trainer:
     if not ck_path.exists():
         raise FFLearnError(f"{run_dir} is not a run folder: {ck_path} is missing")
     ck = read_checkpoint(ck_path)
-    d = dict(ck["config"])
-    d["out"] = str(run_dir)
-    d.update(overrides)
-    t = Trainer(Config.from_dict(d), readonly=True)
+    t = Trainer(_run_config(ck, run_dir, **overrides), readonly=True)
     try:
         t.learner.load_state_dict(ck["learner"])
     except (RuntimeError, KeyError, ValueError) as e:
