@@ -33,6 +33,9 @@ def test_time_budget_stops_mid_epoch_and_evaluates(mnist_small, tmp_path) -> Non
     assert 0.5 <= s["train_seconds"] < 30
     last = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "test_accuracy" in last  # the partial last epoch is evaluated
+    # the cosine schedule follows the clock: by the end of the budget the lr has annealed
+    # (recomputing it from the epoch number, as once logged, gave ~cfg.lr here)
+    assert last["lr"] < 0.2 * cfg.lr
 
 
 def test_mnist_mlp_run_learns_and_writes_a_complete_run_folder(data_root, tmp_path) -> None:

@@ -217,6 +217,7 @@ class Trainer:
         self.step_in_epoch = 0  # steps done in the current epoch (mid-epoch checkpoints)
         self.global_step = 0
         self.train_seconds = 0.0
+        self.lr = cfg.lr  # the learning rate last set (recorded per epoch)
         self.metrics: list[dict[str, Any]] = []
         self.partial_stats: StepStats | None = None
         self.hooks: list[Any] = []  # callables(trainer, record) after each epoch (e.g. TensorBoard)
@@ -352,8 +353,8 @@ class Trainer:
             idx = self.batch_indices(order, s)
             x = self.norm(self.augment(self.data.train_x[idx].float(), generator=self.gen).clamp_(0, 255))
             y = self.data.train_y[idx]
-            self.learner.set_lr(lr_at(cfg, self.progress((self.epoch * spe + s) / (cfg.epochs * spe),
-                                                         time.perf_counter() - t0)))
+            self.lr = lr_at(cfg, self.progress((self.epoch * spe + s) / (cfg.epochs * spe), time.perf_counter() - t0))
+            self.learner.set_lr(self.lr)
             try:
                 loss = self.learner.step(x, y, self.global_step, stats, generator=self.gen)
             except TrainingError as e:  # a NaN/inf loss: name where it happened, keep the checkpoint
@@ -398,8 +399,9 @@ class Trainer:
     def _epoch_record(self, stats: StepStats, seconds: float, samples: int) -> dict[str, Any]:
         cfg = self.cfg
         s = stats.summary()
-        rec: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
-                               "lr": lr_at(cfg, min(1.0, self.epoch / cfg.epochs) - 1e-12)}
+        # the lr of the epoch's last step (with a time budget the schedule follows the clock, so
+        # it cannot be recomputed from the epoch number)
+        rec: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step, "lr": self.lr}
         losses = [v for v in s["loss"] if v is not None]
         rec["loss"] = sum(losses) / len(losses) if losses else None
         rec["per_layer_loss"] = s["loss"]
