@@ -57,3 +57,14 @@ def test_mnist_mlp_run_learns_and_writes_a_complete_run_folder(data_root, tmp_pa
                 "per_layer_g_neg", "per_layer_separation", "seconds", "samples_per_second"):
         assert key in lines[-1]
     assert (out / "config.yaml").exists() and (out / "checkpoint.pt").exists()
+
+    # `fflearn eval` re-scores the checkpoint, with the run's rule or another one
+    js = tmp_path / "eval.json"
+    assert main(["eval", str(out), "--data-dir", str(data_root), "--json", str(js)]) == 0
+    ev = json.loads(js.read_text())
+    assert ev["predict"] == "last" and ev["per_layer_test_accuracy"] == summary["per_layer_test_accuracy"]
+    assert ev["test_accuracy"] == ev["per_layer_test_accuracy"][-1]
+    assert main(["eval", str(out), "--data-dir", str(data_root), "--predict", "from:0", "--json", str(js)]) == 0
+    ev_all = json.loads(js.read_text())
+    assert ev_all["predict"] == "from:0" and ev_all["per_layer_test_accuracy"] == ev["per_layer_test_accuracy"]
+    assert main(["eval", str(out), "--data-dir", str(data_root), "--predict", "first"]) == 2  # a clear error

@@ -90,9 +90,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     if args.device:
         overrides["device"] = args.device
+    if args.predict:  # another voting rule on the same trained layers (validated by the config)
+        overrides["predict"] = args.predict
     t = load_run(args.run_dir, **overrides)
     res = t.evaluate(t.data.test_x, t.data.test_y)
-    out = {"run_dir": args.run_dir, "method": t.cfg.method, "dataset": t.cfg.dataset,
+    out = {"run_dir": args.run_dir, "method": t.cfg.method, "dataset": t.cfg.dataset, "predict": t.cfg.predict,
            "test_accuracy": res["accuracy"], "per_layer_test_accuracy": res["per_layer"]}
     print("layer  test accuracy")
     for i, a in enumerate(res["per_layer"]):
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--data-dir")
     e.add_argument("--device")
+    e.add_argument("--predict", metavar="RULE",
+                   help="voting rule instead of the run's own: last, all, or from:N (layers N..; N<0 counts from the end)")
     e.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     e.set_defaults(func=cmd_eval)
 
