@@ -232,3 +232,14 @@ def test_memory_cli_json(tmp_path, capsys):
     png = tmp_path / "memory-mlp-b16.png"
     assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
     assert "ratio_to_bp" in capsys.readouterr().out
+    by = {r["method"]: r for r in d["results"]}
+    assert by["df-o"]["segments"] == [[0, 2]]  # blocks of 2 over two layers: one segment
+
+    # --set reaches every method's config: DF-O greedy (block size 1) saves less than blocks of 2
+    rc = main(["experiment", "memory", "--model", "mlp", "--hidden", "64,64", "--methods", "df-o",
+               "--batch-size", "16", "--set", "block_size=1", "--json", str(out), "--out", str(tmp_path)])
+    assert rc == 0
+    greedy = json.loads(out.read_text())["results"][0]
+    assert greedy["segments"] == [[0, 1], [1, 2]]
+    assert greedy["saved_activation_bytes_peak"] < by["df-o"]["saved_activation_bytes_peak"]
+    assert main(["experiment", "memory", "--model", "mlp", "--methods", "df-o", "--set", "block_size"]) == 2

@@ -233,6 +233,18 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` strings (the ``--set`` flags of bench and experiment commands) -> fields;
+    values are type-checked later by Config.from_dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set needs FIELD=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a mapping, with clear errors for unreadable files."""
     p = Path(path)

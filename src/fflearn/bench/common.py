@@ -17,12 +17,13 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..config import parse_overrides
 from ..errors import ConfigError
 
 MODEL_NAMES = ("mlp", "small", "large")
@@ -54,17 +55,6 @@ def split_list(text: str, what: str) -> list[str]:
     if not items:
         raise ConfigError(f"--{what} needs at least one name")
     return items
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``FIELD=VALUE`` strings -> fields; values are type-checked later by Config.from_dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set needs FIELD=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip().replace("-", "_")] = v.strip()
-    return out
 
 
 def check_positive(name: str, value: float | None, allow_zero: bool = False) -> None:

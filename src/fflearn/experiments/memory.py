@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..config import coerce
+from ..config import coerce, parse_overrides
 from ..errors import ConfigError
 from .report import format_table, out_dir, write_json
 
@@ -327,7 +327,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
     width = None if args.width is None else coerce("width", args.width)
     hidden = None if args.hidden is None else coerce("hidden", args.hidden)
     results = run_memory(methods, model=args.model, batch_size=batch, dataset=args.dataset, width=width,
-                         hidden=hidden, device=args.device, data_dir=args.data_dir)
+                         hidden=hidden, device=args.device, data_dir=args.data_dir,
+                         **parse_overrides(args.overrides))
     r0 = results[0]
     print(f"memory of one training step: model {r0['model']}, {r0['dataset']} shape, batch {batch}, "
           f"{r0['measure'].split(' ')[0]} (MiB)")
@@ -359,6 +360,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--hidden", help="MLP widths, e.g. 1000,1000,1000")
     p.add_argument("--device", default="cpu", help="cpu (count) or cuda (allocator peak); default cpu")
     p.add_argument("--data-dir", help="data root (only for datasets whose shape fflearn does not know)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="other config fields of every method, e.g. --set block_size=3")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     p.add_argument("--out", default="runs/experiments", metavar="DIR", help="folder of the bar chart")
     p.set_defaults(func=cmd_memory)
