@@ -36,7 +36,7 @@ from fflearn.pipeline import check_pipeline, partition, segment_costs
 HIDDEN = ["256", "256", "256", "256"]
 TRAIN = ["train", "--method", "df-o", "--dataset", "mnist", "--model", "mlp", "--hidden", *HIDDEN, "--epochs", "1",
          "--limit-train", "2000", "--limit-test", "1000", "--batch-size", "128", "--threads", "1", "--device", "cpu",
-         "--progress", "false", "--dist-timeout", "60"]
+         "--progress", "false", "--dist-timeout", "60", "--schedule", "cosine"]
 
 
 def _env(data_root: Path, **extra: str) -> dict[str, str]:
@@ -64,7 +64,8 @@ def sequential(tmp_path_factory: pytest.TempPathFactory, mnist_small) -> dict:
 
     out = tmp_path_factory.mktemp("seq")
     cfg = make_config(method="df-o", dataset="mnist", model="mlp", hidden=[256] * 4, epochs=1, limit_train=2000,
-                      limit_test=1000, batch_size=128, threads=1, device="cpu", progress=False, out=str(out))
+                      limit_test=1000, batch_size=128, threads=1, device="cpu", progress=False, out=str(out),
+                      schedule="cosine")
     before = torch.get_num_threads()
     try:
         Trainer(cfg, dataset=mnist_small).run()
@@ -87,6 +88,8 @@ def test_pipeline_matches_sequential(tmp_path: Path, data_root: Path, sequential
                                                                                 sequential["per_layer_loss"])
     assert abs(rec["test_accuracy"] - sequential["test_accuracy"]) <= 0.005
     assert rec["test_accuracy"] > 0.3  # it learned (chance is 0.1)
+    # the record holds the lr of the last step (cosine: far below the base lr), as in one process
+    assert rec["lr"] == pytest.approx(sequential["lr"]) and rec["lr"] < 0.05 * make_config(method="df-o").lr
     # per microbatch rank 0 sends its block's output (128 x 256 float32) and y + 9 negatives (128 x 10 int64)
     assert rec["bytes_sent_per_step"] == [128 * 256 * 4 + 128 * 10 * 8]
     assert len(rec["idle_fraction"]) == 2 and all(0 <= f <= 1 for f in rec["idle_fraction"])
@@ -109,6 +112,7 @@ def test_data_parallel_matches_one_process(tmp_path: Path, data_root: Path, sequ
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = _record(out)
     assert rec["world_size"] == 2
+    assert rec["lr"] == pytest.approx(sequential["lr"])  # the same schedule, step for step
     assert _close(rec["per_layer_loss"], sequential["per_layer_loss"], 1e-3), (rec["per_layer_loss"],
                                                                                sequential["per_layer_loss"])
     assert abs(rec["test_accuracy"] - sequential["test_accuracy"]) <= 0.01

@@ -341,7 +341,8 @@ class PipelineTrainer(Trainer):
                     link.post(specs)  # batch s+1 arrives while this rank trains on batch s
                 y, neg = labels[:, 0], labels[:, 1:]
                 h = self._as_input(h)
-            self.learner.set_lr(lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe)))
+            self.lr = lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe))  # recorded per epoch
+            self.learner.set_lr(self.lr)
             try:
                 loss, out = self.learner.run_segments(h, y, neg, self.segments, self.global_step, stats)
             except TrainingError as e:
