@@ -341,8 +341,7 @@ class PipelineTrainer(Trainer):
                     link.post(specs)  # batch s+1 arrives while this rank trains on batch s
                 y, neg = labels[:, 0], labels[:, 1:]
                 h = self._as_input(h)
-            self.lr = lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe))  # recorded per epoch
-            self.learner.set_lr(self.lr)
+            self.set_lr(lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe)))
             try:
                 loss, out = self.learner.run_segments(h, y, neg, self.segments, self.global_step, stats)
             except TrainingError as e:

@@ -337,6 +337,11 @@ class Trainer:
             return by_steps
         return min(0.999999, max(by_steps, (self.train_seconds + unrecorded_seconds) / self.cfg.time_budget))
 
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every local optimiser, and remember it for the epoch record."""
+        self.lr = lr
+        self.learner.set_lr(lr)
+
     def _train_epoch(self) -> None:
         cfg = self.cfg
         spe = self.steps_per_epoch()
@@ -353,8 +358,7 @@ class Trainer:
             idx = self.batch_indices(order, s)
             x = self.norm(self.augment(self.data.train_x[idx].float(), generator=self.gen).clamp_(0, 255))
             y = self.data.train_y[idx]
-            self.lr = lr_at(cfg, self.progress((self.epoch * spe + s) / (cfg.epochs * spe), time.perf_counter() - t0))
-            self.learner.set_lr(self.lr)
+            self.set_lr(lr_at(cfg, self.progress((self.epoch * spe + s) / (cfg.epochs * spe), time.perf_counter() - t0)))
             try:
                 loss = self.learner.step(x, y, self.global_step, stats, generator=self.gen)
             except TrainingError as e:  # a NaN/inf loss: name where it happened, keep the checkpoint

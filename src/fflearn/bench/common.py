@@ -150,7 +150,7 @@ class StepRunner:
 
         t, cfg = self.t, self.t.cfg
         x, y = self.batch()
-        t.learner.set_lr(lr_at(cfg, min(0.999999, (t.epoch * self.spe + t.step_in_epoch) / (cfg.epochs * self.spe))))
+        t.set_lr(lr_at(cfg, min(0.999999, (t.epoch * self.spe + t.step_in_epoch) / (cfg.epochs * self.spe))))
         loss = t.learner.step(x, y, t.global_step, self.stats, generator=t.gen)
         t.step_in_epoch += 1
         t.global_step += 1
