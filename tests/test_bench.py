@@ -98,6 +98,30 @@ def test_speed_writes_the_contract_and_bp_ratio_is_one(data_root: Path, tmp_path
     assert rows[("bp", "mlp")]["ratio_to_bp"] == 1.0 and rows[("bp", "small")]["ratio_to_bp"] == 1.0
 
 
+def test_speed_variants_switch_off_one_gpu_saving_each(data_root: Path, tmp_path: Path) -> None:
+    from fflearn.bench.speed import VARIANTS
+
+    learner = _learner("df-o", [16, 16])
+    learner.fused = True  # as on a GPU
+    VARIANTS["foreach-adam"](learner)
+    groups = [g for o in learner.optimizers.values() for g in o.param_groups]
+    assert groups and all(g["fused"] is False and g["foreach"] is True for g in groups) and not learner.fused
+    learner.check_every = 32
+    VARIANTS["nan-check-every-step"](learner)
+    assert learner.check_every == 1
+    f = tmp_path / "speed.json"
+    rc, out, _ = bench("speed", "--methods", "df-o", "--models", "mlp", "--set", "hidden=32",
+                       "--limit-train", "256", "--batch-size", "32", "--steps", "1", "--warmup", "1",
+                       "--repeats", "1", "--variants", "foreach-adam,nan-check-every-step", *common(data_root, f))
+    assert rc == 0 and "foreach-adam" in out
+    rows = {(r["method"], r["variant"]): r for r in json.loads(f.read_text())["results"]}
+    # "default" is always added (the ratio's denominator), for BP too
+    assert set(rows) == {(m, v) for m in ("bp", "df-o") for v in ("default", "foreach-adam", "nan-check-every-step")}
+    assert rows[("bp", "default")]["ratio_to_bp"] == 1.0
+    rc, _, err = bench("speed", "--variants", "warp-speed", *common(data_root, f))
+    assert rc == 2 and "unknown --variants warp-speed" in err and "Traceback" not in err
+
+
 def test_mfu_writes_flops_peak_and_utilisation(data_root: Path, tmp_path: Path) -> None:
     f = tmp_path / "mfu.json"
     rc, out, _ = bench("mfu", "--methods", "lcp", "--models", "mlp", "--set", "hidden=32", "--limit-train", "256",
