@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +118,37 @@ def test_fa_conv_uses_feedback_kernel() -> None:
     ref_w = w.detach().clone().requires_grad_(True)
     torch.nn.functional.conv2d(x.detach(), ref_w, padding=1).backward(grad)
     assert torch.allclose(w.grad, ref_w.grad, atol=1e-4)
+
+
+def test_step_stats_sum_what_the_layers_recorded() -> None:
+    """StepStats adds a step's layers in one go at flush: the totals must equal the per-layer sums
+    recomputed by hand, with a metrics-only layer (no loss), a repeated layer pattern over two
+    steps (its device index is cached) and a layer whose negatives differ in number."""
+    from fflearn.learner import StepStats
+
+    g = torch.Generator().manual_seed(0)
+    stats = StepStats(3)
+    want = torch.zeros(4, 3, dtype=torch.float64)
+    count = torch.zeros(3, dtype=torch.float64)
+    steps = [
+        [(0, 8, 9, True), (1, 8, 9, False), (2, 8, 9, True)],
+        [(0, 8, 9, True), (1, 8, 9, False), (2, 8, 9, True)],  # same pattern again
+        [(2, 5, 1, True), (1, 5, 3, True)],  # another order, M differs between layers
+    ]
+    for step in steps:
+        for i, b, m, has_loss in step:
+            pos, neg = torch.randn(b, generator=g), torch.randn(b, m, generator=g)
+            loss = torch.rand((), generator=g) if has_loss else None
+            stats.add(i, pos, neg, loss)
+            want[1, i] += pos.double().sum()
+            want[2, i] += neg.double().mean(1).sum()
+            count[i] += b
+            if loss is not None:
+                want[0, i] += loss.double() * b
+                want[3, i] += b
+        stats.flush()
+        torch.testing.assert_close(stats.sums, want)
+        torch.testing.assert_close(stats.count, count)
+    s = stats.summary()
+    assert s["loss"][1] == pytest.approx(float(want[0, 1] / want[3, 1]))
+    assert s["g_pos"][0] == pytest.approx(float(want[1, 0] / count[0]))

@@ -38,23 +38,51 @@ def build_loss(cfg: Any) -> Any:
 
 class StepStats:
     """Per-layer sums over an epoch (kept on the device, read once): loss, positive and negative
-    goodness, and the number of samples seen."""
+    goodness, and the number of samples seen.
+
+    ``add`` only records a layer's tensors; ``flush`` (the learner calls it once per step) sums
+    them into the totals with a dozen whole-step kernels. Accumulating layer by layer took ~33
+    small operations per layer, a third of a BP step's operations: on a GPU, where a step of the
+    conv nets is bound by kernel launches, every one of them costs about as much as a convolution."""
 
     def __init__(self, n_layers: int, device: torch.device | str = "cpu") -> None:
         self.n_layers = n_layers
         self.sums = torch.zeros(4, n_layers, dtype=torch.float64, device=device)  # loss, pos, neg, n_loss
         self.count = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self._rows: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        # (layers, which have a loss) -> (index tensor, loss mask) on the device: a step's pattern
+        # repeats (APL alternates two), so no per-step host-to-device copy
+        self._patterns: dict[tuple[tuple[int, ...], tuple[bool, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def add(self, i: int, g_pos: torch.Tensor, g_neg: torch.Tensor, loss: torch.Tensor | None) -> None:
-        b = len(g_pos)
-        self.sums[1, i] += g_pos.sum()
-        self.sums[2, i] += g_neg.mean(1).sum()
-        self.count[i] += b
-        if loss is not None:
-            self.sums[0, i] += loss.double() * b
-            self.sums[3, i] += b
+        """Record layer ``i``'s positive goodness (B,), negative goodness (B, M) and mean loss
+        (None for a layer scored for the metrics only); summed in by the next ``flush``."""
+        self._rows.append((i, g_pos, g_neg, loss))
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        b = len(rows[0][1])
+        key = (tuple(r[0] for r in rows), tuple(r[3] is not None for r in rows))
+        if key not in self._patterns:
+            dev = self.sums.device
+            self._patterns[key] = (torch.tensor(key[0], device=dev),
+                                   torch.tensor(key[1], dtype=torch.float64, device=dev))
+        idx, has_loss = self._patterns[key]
+        pos = torch.stack([r[1].float() for r in rows]).sum(1)
+        if all(r[2].shape == rows[0][2].shape for r in rows):
+            neg = torch.stack([r[2].float() for r in rows]).mean(2).sum(1)
+        else:  # negatives differ in number between layers: one reduction each
+            neg = torch.stack([r[2].float().mean(1).sum() for r in rows])
+        zero = pos.new_zeros(())
+        loss = torch.stack([zero if r[3] is None else r[3].float() for r in rows])
+        vals = torch.stack([loss.double() * b, pos.double(), neg.double(), has_loss * b])
+        self.sums.index_add_(1, idx, vals)
+        self.count.index_add_(0, idx, torch.full_like(has_loss, b))
 
     def summary(self) -> dict[str, list[float | None]]:
+        self.flush()
         sums, count = self.sums.cpu().tolist(), self.count.cpu().tolist()
 
         def avg(vals: list[float], ns: list[float]) -> list[float | None]:
@@ -186,6 +214,8 @@ class Learner:
             for opt in opts:
                 opt.zero_grad(set_to_none=True)  # free this segment's gradients before the next
             total_loss = total_loss + loss.detach()
+        if stats is not None:
+            stats.flush()
         return total_loss, h
 
     def check_losses(self) -> None:
