@@ -38,6 +38,18 @@ def common(root: Path, json_file: Path, dataset: bool = True) -> list[str]:
 
 
 # --- FLOP counting against hand formulas ---------------------------------------------------
+def test_count_ops_counts_each_dispatched_operation() -> None:
+    from fflearn.bench.common import count_ops
+
+    x = torch.randn(4, 3)
+    assert count_ops(lambda: x.add(1)) == 1
+    assert count_ops(lambda: (x * 2).sum()) == 2
+    w = torch.randn(3, 2, requires_grad=True)
+    # forward mm + sum, backward: ones for sum's gradient expanded, mm for w's gradient, and more:
+    # what matters is that backward's operations are counted too
+    assert count_ops(lambda: (x @ w).sum().backward()) > count_ops(lambda: (x @ w).sum())
+
+
 def test_flops_of_one_linear_layer_match_the_hand_formula() -> None:
     b, n_in, n_out = 8, 5, 3
     lin = torch.nn.Linear(n_in, n_out)
@@ -95,6 +107,7 @@ def test_speed_writes_the_contract_and_bp_ratio_is_one(data_root: Path, tmp_path
         assert r["images_per_second"] > 0 and len(r["windows_images_per_second"]) == 2
         assert r["ratio_to_bp"] == pytest.approx(r["images_per_second"] / rows[("bp", net)]["images_per_second"])
         assert r["channels_last"] == (net == "small")  # the flag applies to conv nets only
+        assert r["ops_per_step"] > 50  # forward, backward and Adam of 3 layers and their heads
     assert rows[("bp", "mlp")]["ratio_to_bp"] == 1.0 and rows[("bp", "small")]["ratio_to_bp"] == 1.0
 
 

@@ -170,6 +170,24 @@ class StepRunner:
         return time.perf_counter() - t0
 
 
+def count_ops(fn: Callable[[], Any]) -> int:
+    """The number of aten operations ``fn`` dispatches (forward, backward and optimiser alike).
+    On a GPU the conv nets' steps are bound by kernel launches, not arithmetic (README, H100), so
+    this count, the same on every machine, is the figure a CPU session can lower for the GPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            _Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        fn()
+    return _Count.n
+
+
 # --- machine description and output --------------------------------------------------------
 def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {

@@ -89,6 +89,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for r in runners.values():
         for _ in range(args.warmup):
             r.step()
+    ops = {key: c.count_ops(r.step) for key, r in runners.items()}  # one more (untimed) step each
     for _ in range(args.repeats):
         for key, r in runners.items():
             steps = args.steps or r.spe
@@ -103,6 +104,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "images_per_second": ips,
             "ratio_to_bp": None,  # filled below
             "step_ms": 1000 * cfg.batch_size / ips,
+            "ops_per_step": ops[(method, net, variant)],  # aten ops dispatched (kernel launches bound a GPU step)
             "windows_images_per_second": windows[(method, net, variant)],
             "steps": args.steps or r.spe, "warmup": args.warmup, "batch_size": cfg.batch_size,
             "width": cfg.width if net != "mlp" else None, "hidden": cfg.hidden if net == "mlp" else None,
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training speed on {payload['device']}, {payload['threads']} threads, torch {payload['torch']}")
     c.print_table(payload["results"], [
         ("method", "method", str), ("model", "model", str), ("variant", "variant", str), ("batch_size", "batch", str),
-        ("images_per_second", "img/s", c.f0), ("step_ms", "ms/step", c.f2), ("ratio_to_bp", "ratio to BP", c.f2),
+        ("images_per_second", "img/s", c.f0), ("step_ms", "ms/step", c.f2), ("ratio_to_bp", "ratio to BP", c.f2), ("ops_per_step", "ops/step", c.f0),
         ("parameters", "params", c.f0),
     ])
     c.write_json(args.json, payload)
