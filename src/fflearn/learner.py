@@ -71,10 +71,7 @@ class StepStats:
                                    torch.tensor(key[1], dtype=torch.float64, device=dev))
         idx, has_loss = self._patterns[key]
         pos = torch.stack([r[1].float() for r in rows]).sum(1)
-        if all(r[2].shape == rows[0][2].shape for r in rows):
-            neg = torch.stack([r[2].float() for r in rows]).mean(2).sum(1)
-        else:  # negatives differ in number between layers: one reduction each
-            neg = torch.stack([r[2].float().mean(1).sum() for r in rows])
+        neg = torch.stack([r[2].float().mean(1) for r in rows]).sum(1)  # M may differ between layers
         zero = pos.new_zeros(())
         loss = torch.stack([zero if r[3] is None else r[3].float() for r in rows])
         vals = torch.stack([loss.double() * b, pos.double(), neg.double(), has_loss * b])

@@ -180,12 +180,12 @@ def count_ops(fn: Callable[[], Any]) -> int:
         n = 0
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            _Count.n += 1
+            self.n += 1
             return func(*args, **(kwargs or {}))
 
-    with _Count():
+    with _Count() as counter:
         fn()
-    return _Count.n
+    return counter.n
 
 
 # --- machine description and output --------------------------------------------------------

@@ -71,7 +71,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if "bp" not in methods:
         methods = ["bp", *methods]  # ratio_to_bp needs BP on the same net, in the same process
     models = c.split_list(args.models, "models")
-    variants = c.split_list(getattr(args, "variants", "default"), "variants")
+    variants = c.split_list(args.variants, "variants")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown --variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
