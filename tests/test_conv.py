@@ -54,6 +54,36 @@ def test_k_pass_prediction_scores_every_label() -> None:
     assert torch.allclose(scores[1][1, 7], h.pow(2).mean(), atol=1e-5)
 
 
+def test_head_pools_by_hand() -> None:
+    from fflearn.goodness import pool_features
+
+    h = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    assert torch.equal(pool_features(h, "avg"), h.mean((2, 3)))
+    am = pool_features(h, "avgmax")
+    assert am.shape == (2, 6)
+    assert am[1, 3 + 2].item() == h[1, 2].max().item() == h[1, 2, 3, 3].item()
+    g = pool_features(h, "grid2")
+    assert g.shape == (2, 12)
+    # channel 1's four regions, in order top-left, top-right, bottom-left, bottom-right
+    quads = [h[0, 1, :2, :2], h[0, 1, :2, 2:], h[0, 1, 2:, :2], h[0, 1, 2:, 2:]]
+    assert torch.allclose(g[0, 4:8], torch.stack([q.mean() for q in quads]))
+    g3 = pool_features(h[:, :, :3, :3], "grid3")  # a 3x3 map on a 3x3 grid: every pixel is a region
+    assert torch.equal(g3, h[:, :, :3, :3].flatten(1))
+    flat = torch.randn(2, 5)  # MLP features pass through whatever the pool
+    assert torch.equal(pool_features(flat, "grid2"), flat)
+
+
+@pytest.mark.parametrize("method,pool,feats", [("df-o", "grid2", 4 * 16), ("lcp", "avgmax", 2 * 16)])
+def test_head_pool_sizes_the_heads(method: str, pool: str, feats: int) -> None:
+    net = build_net(make_config(method=method, model="small", width=0.125, head_pool=pool), (1, 28, 28), 10)
+    head = net.heads[0]
+    w = head.anchors if method == "df-o" else head.fc.weight
+    assert w.shape == (10, feats)  # layer 0 has 128 * 0.125 = 16 channels
+    x = torch.randn(3, 1, 28, 28)
+    h = net.layers[0](net.prepare(x))
+    assert head(h).shape == (3, 10)
+
+
 @pytest.mark.parametrize("method", ["trifecta", "df-o", "lcp"])
 def test_tiny_conv_run_learns(method: str, mnist_small, tmp_path) -> None:
     from fflearn.trainer import train

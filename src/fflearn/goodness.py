@@ -35,12 +35,34 @@ def sum_squares(h: torch.Tensor) -> torch.Tensor:
     return _flat(h).float().pow(2).sum(1)
 
 
-def pool_features(h: torch.Tensor) -> torch.Tensor:
-    """Feature vector of a layer output: as is for (B, D), global average pool for (B, C, H, W).
+POOLS = ("avg", "avgmax", "grid2", "grid3")  # how a head reduces a conv map (B, C, H, W) to a vector
 
-    Pooling keeps anchors small (K x C) on conv layers and makes the score translation-invariant.
+
+def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
+    """Feature vector of a layer output: as is for (B, D); for (B, C, H, W), by ``pool``:
+
+    * ``avg``: global average pool, C features. Keeps anchors small (K x C) and the score
+      translation-invariant, but an early layer's 32 channel means say little about the class.
+    * ``avgmax``: global average and global max pool side by side, 2C features.
+    * ``grid2``: average pool over a 2x2 grid of regions (top-left, top-right, ...), 4C features:
+      where in the image a feature fires counts too. ``grid3``: a 3x3 grid, 9C features.
+      (Adaptive pooling: on a map smaller than the grid the regions overlap.)
     """
-    return h.float().mean((2, 3)) if h.dim() == 4 else h.float()
+    if h.dim() != 4:
+        return h.float()
+    h = h.float()
+    if pool == "avg":
+        return h.mean((2, 3))
+    if pool == "avgmax":
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+    if pool in ("grid2", "grid3"):
+        return F.adaptive_avg_pool2d(h, int(pool[4:])).flatten(1)
+    raise ValueError(f"unknown head pool {pool!r}; expected one of {POOLS}")
+
+
+def pooled_size(channels: int, pool: str) -> int:
+    """Length of :func:`pool_features`' vector for a conv map of ``channels`` channels."""
+    return channels * {"avg": 1, "avgmax": 2, "grid2": 4, "grid3": 9}[pool]
 
 
 @GOODNESS.register("neg_sqdist")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .feedback import fa_conv2d, fa_linear
-from .goodness import pool_features
+from .goodness import pool_features, pooled_size
 from .registry import GOODNESS, LABELS, MODELS
 
 
@@ -108,14 +108,16 @@ class AnchorHead(nn.Module):
 
     all_classes = True
 
-    def __init__(self, features: int, num_classes: int, goodness: str = "neg_sqdist") -> None:
+    def __init__(self, features: int, num_classes: int, goodness: str = "neg_sqdist",
+                 pool: str = "avg") -> None:
         super().__init__()
         self.fn = GOODNESS.get(goodness)
+        self.pool = pool
         # small random anchors: they start nearly equal and separate as the layer learns
         self.anchors = nn.Parameter(torch.randn(num_classes, features) * 0.01)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fn(pool_features(h), self.anchors)
+        return self.fn(pool_features(h, self.pool), self.anchors)
 
 
 class LinearHead(nn.Module):
@@ -123,12 +125,13 @@ class LinearHead(nn.Module):
 
     all_classes = True
 
-    def __init__(self, features: int, num_classes: int) -> None:
+    def __init__(self, features: int, num_classes: int, pool: str = "avg") -> None:
         super().__init__()
+        self.pool = pool
         self.fc = nn.Linear(features, num_classes)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(pool_features(h))
+        return self.fc(pool_features(h, self.pool))
 
 
 class Net(nn.Module):
@@ -200,10 +203,12 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
                       peer_norm=cfg.peer_norm > 0)  # type: ignore[attr-defined]
         layers.append(layer)
         shape = layer.out_shape
+        pool = cfg.head_pool  # type: ignore[attr-defined]
+        feats = shape[0] if mlp else pooled_size(shape[0], pool)
         if mode in ("overlay", "channel"):
             heads.append(GoodnessHead(cfg.goodness))  # type: ignore[attr-defined]
         elif mode == "anchors":
-            heads.append(AnchorHead(shape[0], num_classes, cfg.anchor_goodness))  # type: ignore[attr-defined]
+            heads.append(AnchorHead(feats, num_classes, cfg.anchor_goodness, pool))  # type: ignore[attr-defined]
         else:
-            heads.append(LinearHead(shape[0], num_classes))
+            heads.append(LinearHead(feats, num_classes, pool))
     return Net(label, layers, heads, num_classes, flatten=mlp)

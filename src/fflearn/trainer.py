@@ -39,7 +39,7 @@ NO_DOWNLOAD_ENV = "FFLEARN_NO_DOWNLOAD"
 # fields a resumed run may not change: they define the network's parameters, what it learns from
 # and the data order (method, model and dataset first: the ones a user is most likely to mix up)
 RESUME_FIXED = ("method", "model", "dataset", "hidden", "width", "norm", "label_mode", "goodness",
-                "anchor_goodness", "negatives", "loss", "scheme", "block_size", "alternate", "feedback",
+                "anchor_goodness", "head_pool", "negatives", "loss", "scheme", "block_size", "alternate", "feedback",
                 "limit_train", "batch_size", "seed")
 
 
