@@ -69,15 +69,18 @@ def test_head_pools_by_hand() -> None:
     assert torch.allclose(g[0, 4:8], torch.stack([q.mean() for q in quads]))
     g3 = pool_features(h[:, :, :3, :3], "grid3")  # a 3x3 map on a 3x3 grid: every pixel is a region
     assert torch.equal(g3, h[:, :, :3, :3].flatten(1))
+    assert torch.equal(pool_features(h, "flat"), h.flatten(1))
+    assert pool_features(h, "grid4").shape == (2, 3 * 16)
     flat = torch.randn(2, 5)  # MLP features pass through whatever the pool
     assert torch.equal(pool_features(flat, "grid2"), flat)
 
 
-@pytest.mark.parametrize("method,pool,feats", [("df-o", "grid2", 4 * 16), ("lcp", "avgmax", 2 * 16)])
+@pytest.mark.parametrize("method,pool,feats", [("df-o", "grid2", 4 * 16), ("lcp", "avgmax", 2 * 16),
+                                               ("df-r", "flat", 16 * 14 * 14)])
 def test_head_pool_sizes_the_heads(method: str, pool: str, feats: int) -> None:
     net = build_net(make_config(method=method, model="small", width=0.125, head_pool=pool), (1, 28, 28), 10)
     head = net.heads[0]
-    w = head.anchors if method == "df-o" else head.fc.weight
+    w = head.fc.weight if method == "lcp" else head.anchors
     assert w.shape == (10, feats)  # layer 0 has 128 * 0.125 = 16 channels
     x = torch.randn(3, 1, 28, 28)
     h = net.layers[0](net.prepare(x))

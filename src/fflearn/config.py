@@ -38,7 +38,7 @@ class Config:
     label_mode: str = "anchors"  # overlay (Hinton one-hot pixels), channel (Trifecta), anchors (DF one pass), head (LCP/BP classifier)
     goodness: str = "mean_squares"  # goodness of activations: mean_squares | sum_squares (input-label modes)
     anchor_goodness: str = "neg_sqdist"  # score of a sample for class c in anchor mode: neg_sqdist | cosine
-    head_pool: str = "avg"  # conv map -> vector for anchor/classifier heads: avg | avgmax | grid2 | grid3 (2x2, 3x3 regions)
+    head_pool: str = "avg"  # conv map -> vector for anchor/classifier heads: avg | avgmax | grid2 | grid3 | grid4 (NxN regions) | flat
     negatives: str = "all"  # one (a random wrong label per sample) | all (the K-1 wrong labels)
     loss: str = "npair"  # ff | symba | npair | ce
     tau: float = 2.0  # FF threshold on the goodness
@@ -164,7 +164,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label_mode": ("overlay", "channel", "anchors", "head"),
     "goodness": ("mean_squares", "sum_squares"),
     "anchor_goodness": ("neg_sqdist", "cosine"),
-    "head_pool": ("avg", "avgmax", "grid2", "grid3"),
+    "head_pool": ("avg", "avgmax", "grid2", "grid3", "grid4", "flat"),
     "negatives": ("one", "all"),
     "npair_form": ("hinge", "softplus"),
     "feedback": ("backprop", "random"),

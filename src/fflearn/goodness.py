@@ -35,7 +35,7 @@ def sum_squares(h: torch.Tensor) -> torch.Tensor:
     return _flat(h).float().pow(2).sum(1)
 
 
-POOLS = ("avg", "avgmax", "grid2", "grid3")  # how a head reduces a conv map (B, C, H, W) to a vector
+POOLS = ("avg", "avgmax", "grid2", "grid3", "grid4", "flat")  # how a head reduces a conv map (B, C, H, W) to a vector
 
 
 def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
@@ -45,8 +45,9 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
       translation-invariant, but an early layer's 32 channel means say little about the class.
     * ``avgmax``: global average and global max pool side by side, 2C features.
     * ``grid2``: average pool over a 2x2 grid of regions (top-left, top-right, ...), 4C features:
-      where in the image a feature fires counts too. ``grid3``: a 3x3 grid, 9C features.
+      where in the image a feature fires counts too. ``grid3``, ``grid4``: 3x3 and 4x4 grids, 9C and 16C.
       (Adaptive pooling: on a map smaller than the grid the regions overlap.)
+    * ``flat``: no pooling, the whole map (C*H*W features).
     """
     if h.dim() != 4:
         return h.float()
@@ -55,14 +56,19 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
         return h.mean((2, 3))
     if pool == "avgmax":
         return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-    if pool in ("grid2", "grid3"):
+    if pool in ("grid2", "grid3", "grid4"):
         return F.adaptive_avg_pool2d(h, int(pool[4:])).flatten(1)
+    if pool == "flat":
+        return h.flatten(1)
     raise ValueError(f"unknown head pool {pool!r}; expected one of {POOLS}")
 
 
-def pooled_size(channels: int, pool: str) -> int:
-    """Length of :func:`pool_features`' vector for a conv map of ``channels`` channels."""
-    return channels * {"avg": 1, "avgmax": 2, "grid2": 4, "grid3": 9}[pool]
+def pooled_size(shape: tuple[int, ...], pool: str) -> int:
+    """Length of :func:`pool_features`' vector for a layer output of ``shape`` (D,) or (C, H, W)."""
+    if len(shape) == 1:
+        return shape[0]
+    c, h, w = shape
+    return {"avg": c, "avgmax": 2 * c, "grid2": 4 * c, "grid3": 9 * c, "grid4": 16 * c, "flat": c * h * w}[pool]
 
 
 @GOODNESS.register("neg_sqdist")

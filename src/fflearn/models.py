@@ -204,7 +204,7 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
         layers.append(layer)
         shape = layer.out_shape
         pool = cfg.head_pool  # type: ignore[attr-defined]
-        feats = shape[0] if mlp else pooled_size(shape[0], pool)
+        feats = pooled_size(shape, pool)
         if mode in ("overlay", "channel"):
             heads.append(GoodnessHead(cfg.goodness))  # type: ignore[attr-defined]
         elif mode == "anchors":
