@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import CHOICES
 from .registry import GOODNESS
 
 
@@ -33,9 +34,6 @@ def mean_squares(h: torch.Tensor) -> torch.Tensor:
 def sum_squares(h: torch.Tensor) -> torch.Tensor:
     """Sum of squared activations: Hinton's (2022) goodness."""
     return _flat(h).float().pow(2).sum(1)
-
-
-POOLS = ("avg", "avgmax", "grid2", "grid3", "grid4", "flat")  # how a head reduces a conv map (B, C, H, W) to a vector
 
 
 def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
@@ -56,19 +54,17 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
         return h.mean((2, 3))
     if pool == "avgmax":
         return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-    if pool in ("grid2", "grid3", "grid4"):
+    if pool.startswith("grid") and pool in CHOICES["head_pool"]:
         return F.adaptive_avg_pool2d(h, int(pool[4:])).flatten(1)
     if pool == "flat":
         return h.flatten(1)
-    raise ValueError(f"unknown head pool {pool!r}; expected one of {POOLS}")
+    raise ValueError(f"unknown head pool {pool!r}; expected one of {CHOICES['head_pool']}")
 
 
 def pooled_size(shape: tuple[int, ...], pool: str) -> int:
-    """Length of :func:`pool_features`' vector for a layer output of ``shape`` (D,) or (C, H, W)."""
-    if len(shape) == 1:
-        return shape[0]
-    c, h, w = shape
-    return {"avg": c, "avgmax": 2 * c, "grid2": 4 * c, "grid3": 9 * c, "grid4": 16 * c, "flat": c * h * w}[pool]
+    """Length of :func:`pool_features`' vector for a layer output of ``shape`` (D,) or (C, H, W):
+    read off one pooled zero map, so it cannot drift from what the pool does."""
+    return pool_features(torch.zeros(1, *shape), pool).shape[1]
 
 
 @GOODNESS.register("neg_sqdist")
