@@ -76,7 +76,8 @@ BAD = [  # (field to name, overrides)
     ("predict", {"predict": "first"}), ("predict", {"predict": "from:x"}),
     ("device", {"device": "tpu"}), ("seed", {"seed": -1}), ("seed", {"seed": 2**40}),
     ("norm", {"norm": "group"}), ("label_mode", {"label_mode": "pixels"}), ("negatives", {"negatives": "some"}),
-    ("goodness", {"goodness": "l1"}), ("feedback", {"feedback": "none"}), ("schedule", {"schedule": "linear"}),
+    ("hard_mix", {"hard_mix": 1.5}), ("hard_mix", {"hard_mix": -0.1}), ("hard_scale", {"hard_scale": -1.0}),
+    ("hard_scale", {"hard_scale": math.nan}), ("goodness", {"goodness": "l1"}), ("feedback", {"feedback": "none"}), ("schedule", {"schedule": "linear"}),
     # incompatible combinations
     ("label_mode", {"label_mode": "channel", "model": "mlp"}),
     ("feedback", {"feedback": "random", "scheme": "greedy"}),

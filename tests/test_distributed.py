@@ -30,7 +30,8 @@ import torch
 
 from fflearn import make_config
 from fflearn.cli import main
-from fflearn.distributed import DIE_ENV, _watch
+from fflearn.distributed import DIE_ENV, _watch, check_data_parallel
+from fflearn.errors import ConfigError
 from fflearn.pipeline import check_pipeline, partition, segment_costs
 
 HIDDEN = ["256", "256", "256", "256"]
@@ -201,6 +202,15 @@ def test_segment_costs_by_hand() -> None:
     segs = check_pipeline(cfg, 2)
     # first layer of a block: forward + weight gradient (2x); second: also the input gradient (3x)
     assert segment_costs(net, segs) == [784 * 20 * 2 + 20 * 30 * 3, 30 * 40 * 2 + 40 * 50 * 3]
+
+
+def test_hard_negatives_are_refused_across_processes() -> None:
+    """Their per-sample table lives in one process: both multi-process modes say so up front."""
+    cfg = make_config(method="df-o", hidden=[20, 30, 40, 50], negatives="hard")
+    with pytest.raises(ConfigError, match="negatives 'hard'"):
+        check_pipeline(cfg, 2)
+    with pytest.raises(ConfigError, match="negatives 'hard'"):
+        check_data_parallel(cfg, 2)
 
 
 def test_grad_sync_hook_sees_each_segments_optimisers(mnist_small) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 from fflearn.feedback import fa_conv2d, fa_linear
 from fflearn.goodness import cosine, mean_squares, neg_sqdist, sum_squares
 from fflearn.labels import LabelChannel, Overlay
-from fflearn.negatives import all_wrong, one_wrong, pos_neg
+from fflearn.negatives import HardNegatives, all_wrong, one_wrong, pos_neg
 
 
 @settings(max_examples=50, deadline=None)
@@ -40,6 +42,49 @@ def test_all_wrong_is_every_other_class(k: int, b: int, seed: int) -> None:
     assert neg.shape == (b, k - 1)
     for i in range(b):
         assert sorted(neg[i].tolist()) == [c for c in range(k) if c != y[i]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(k=st.integers(2, 12), b=st.integers(1, 32), mix=st.floats(0, 1), scale=st.floats(0, 50),
+       seed=st.integers(0, 2**31))
+def test_hard_negatives_never_return_the_true_label(k: int, b: int, mix: float, scale: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    hard = HardNegatives(100, k, mix, scale, torch.device("cpu"))
+    hard.table.normal_(0, 10, generator=g)
+    idx = torch.randint(0, 100, (b,), generator=g)
+    y = torch.randint(0, k, (b,), generator=g)
+    hard.table[idx, y] = 1e4  # the true label looking hardest of all must still never be drawn
+    p = hard.probabilities(idx, y)
+    assert torch.allclose(p.sum(1), torch.ones(b)) and (p.gather(1, y.unsqueeze(1)) == 0).all()
+    neg = hard.sample(idx, y, g)
+    assert neg.shape == (b, 1) and (neg[:, 0] != y).all()
+
+
+def test_hard_negative_probabilities_by_hand() -> None:
+    hard = HardNegatives(3, 4, mix=0.5, scale=2.0, device=torch.device("cpu"))
+    hard.table[1] = torch.tensor([9.0, 0.5, -1.0, 0.0])  # sample 1, true label 0
+    p = hard.probabilities(torch.tensor([1, 2]), torch.tensor([0, 3]))
+    w = torch.tensor([math.exp(1.0), math.exp(-2.0), 1.0])  # exp(2 * margin) of labels 1, 2, 3
+    expect1 = 0.5 * w / w.sum() + 0.5 / 3
+    assert torch.allclose(p[0], torch.cat([torch.zeros(1), expect1]))
+    # sample 2 was never measured: every wrong label ties, so the draw is uniform
+    assert torch.allclose(p[1], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
+
+
+def test_hard_negatives_follow_the_measured_margins() -> None:
+    g = torch.Generator().manual_seed(0)
+    hard = HardNegatives(4, 10, mix=0.2, scale=1.0, device=torch.device("cpu"))
+    idx, y = torch.tensor([0, 3]), torch.tensor([4, 7])
+    neg = torch.tensor([[9], [1]])
+    hard.update(idx, neg, g_pos=torch.tensor([5.0, 2.0]), g_neg=torch.tensor([[6.0], [-8.0]]))
+    assert hard.table[0, 9] == 1.0 and hard.table[3, 1] == -10.0
+    assert hard.table.count_nonzero() == 2  # nothing else touched
+    counts = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[0::2, 0], minlength=10)
+    # sample 0: label 9 (margin +1) has weight e against 1 for the 8 untried labels
+    p9 = 0.8 * math.e / (math.e + 8) + 0.2 / 9
+    assert abs(counts[9] / 5000 - p9) < 0.03 and counts[4] == 0
+    counts3 = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[1::2, 0], minlength=10)
+    assert counts3[1] / 5000 < 0.2 / 9 + 0.01  # label 1 was easy for sample 3: drawn almost only by mix
 
 
 def test_pos_neg_selection() -> None:
@@ -152,3 +197,38 @@ def test_step_stats_sum_what_the_layers_recorded() -> None:
     s = stats.summary()
     assert s["loss"][1] == pytest.approx(float(want[0, 1] / want[3, 1]))
     assert s["g_pos"][0] == pytest.approx(float(want[1, 0] / count[0]))
+
+
+@pytest.mark.parametrize("scheme", ["greedy", "apl"])
+def test_learner_records_the_last_layers_margin_for_hard_negatives(scheme: str) -> None:
+    """negatives 'hard': each step writes g_neg - g_pos of the deepest loss layer (the last one in
+    both parities of APL), at (sample index, drawn negative) and nowhere else."""
+    from fflearn import make_config
+    from fflearn.errors import ConfigError
+    from fflearn.learner import Learner
+    from fflearn.models import build_net
+    from fflearn.schemes import build_scheme
+
+    cfg = make_config(method="symba", hidden=[16, 16, 16], negatives="hard", scheme=scheme)
+    net = build_net(cfg, (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="negatives 'hard'"):
+        Learner(net, build_scheme(cfg), cfg, torch.device("cpu"))  # no training-set size
+    learner = Learner(net, build_scheme(cfg), cfg, torch.device("cpu"), num_train=50)
+    assert learner.hard is not None
+    g = torch.Generator().manual_seed(0)
+    for step in range(2):
+        idx = torch.randperm(50, generator=g)[:12]
+        x, y = torch.rand(12, 1, 8, 8, generator=g), torch.randint(0, 10, (12,), generator=g)
+        before = learner.hard.table.clone()  # (a new margin equal to the old one: never in practice)
+        learner.step(x, y, step, generator=g, idx=idx)
+        assert learner._deepest is not None and learner._deepest[0] == 2
+        _, g_pos, g_neg = learner._deepest
+        changed = (learner.hard.table != before).nonzero().tolist()
+        drawn = learner.hard.table[idx].ne(before[idx]).nonzero()
+        assert len(changed) == len(drawn) == 12  # one entry per sample of the batch, none elsewhere
+        assert drawn[:, 0].tolist() == list(range(12))
+        neg = drawn[:, 1]
+        assert (neg != y).all()
+        torch.testing.assert_close(learner.hard.table[idx, neg], g_neg[:, 0] - g_pos)
+    with pytest.raises(ConfigError, match="sample indices"):
+        learner.step(x, y, 2, generator=g)

@@ -230,6 +230,29 @@ def test_resume_to_more_epochs_and_of_a_finished_run(reference: Path, tmp_path: 
     assert read_checkpoint(run / CHECKPOINT)["global_step"] == 90
 
 
+def test_hard_negatives_train_and_resume_exactly(data_root: Path, tmp_path: Path) -> None:
+    """negatives 'hard': a real run fills its per-sample margin table, and the table is part of the
+    checkpoint, so a run stopped after epoch 1 and resumed ends exactly as one that never stopped."""
+    hard = ("--negatives", "hard", "--hard-scale", "2")
+    ref = train(data_root, tmp_path / "ref", *hard)
+    part = train(data_root, tmp_path / "part", *hard, "--epochs", "1")
+    rc, err = cli("train", "--resume", str(part), "--epochs", "2", "--progress", "false")
+    assert rc == 0, err
+    assert metrics(part) == metrics(ref)
+    a, b = read_checkpoint(ref / CHECKPOINT)["learner"], read_checkpoint(part / CHECKPOINT)["learner"]
+    table = a["hard_negatives"]
+    assert torch.equal(table, b["hard_negatives"])
+    assert table.shape == (3000, 10)
+    # 2 epochs x 3000 samples, one negative each: at most 6000 entries, at least the 3000 of
+    # epoch 2's draws (a revisited entry overwrites); a margin of exactly 0 is (almost) never measured
+    from fflearn.data import load_dataset
+    from fflearn.trainer import _limit
+
+    y = _limit(load_dataset("mnist", data_root, download=False), 3000, 500).train_y.long()
+    assert 3000 <= int(table.count_nonzero()) <= 6000
+    assert (table.gather(1, y.unsqueeze(1)) == 0).all()  # the true label is never a negative
+
+
 @pytest.mark.parametrize(("flag", "value", "field"), [
     ("--method", "symba", "method"),
     ("--model", "small", "model"),

@@ -39,7 +39,9 @@ class Config:
     goodness: str = "mean_squares"  # goodness of activations: mean_squares | sum_squares (input-label modes)
     anchor_goodness: str = "neg_sqdist"  # score of a sample for class c in anchor mode: neg_sqdist | cosine
     head_pool: str = "avg"  # conv map -> vector for anchor/classifier heads: avg | avgmax | grid2 | grid3 | grid4 (NxN regions) | flat
-    negatives: str = "all"  # one (a random wrong label per sample) | all (the K-1 wrong labels)
+    negatives: str = "all"  # one (a random wrong label per sample) | all (the K-1 wrong labels) | hard (one, towards the labels hardest for that sample)
+    hard_mix: float = 0.5  # negatives 'hard': share of draws spread uniformly over the wrong labels (exploration)
+    hard_scale: float = 1.0  # negatives 'hard': a wrong label's weight is exp(scale * its last margin g_neg - g_pos)
     loss: str = "npair"  # ff | symba | npair | ce
     tau: float = 2.0  # FF threshold on the goodness
     alpha: float = 4.0  # SymBa scale of the goodness gap
@@ -165,7 +167,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "goodness": ("mean_squares", "sum_squares"),
     "anchor_goodness": ("neg_sqdist", "cosine"),
     "head_pool": ("avg", "avgmax", "grid2", "grid3", "grid4", "flat"),
-    "negatives": ("one", "all"),
+    "negatives": ("one", "all", "hard"),
     "npair_form": ("hinge", "softplus"),
     "feedback": ("backprop", "random"),
     "schedule": ("constant", "cosine", "step", "trifecta500"),
@@ -193,6 +195,10 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
+    if not 0 <= cfg.hard_mix <= 1:
+        raise bad("hard_mix", f"must be between 0 and 1; got {cfg.hard_mix}")
+    if not math.isfinite(cfg.hard_scale) or cfg.hard_scale < 0:
+        raise bad("hard_scale", f"must be a finite number >= 0; got {cfg.hard_scale}")
     for name in ("epochs", "batch_size", "block_size", "eval_every"):
         if getattr(cfg, name) < 1:
             raise bad(name, f"must be at least 1; got {getattr(cfg, name)}")

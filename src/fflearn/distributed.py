@@ -149,6 +149,10 @@ def _read_rank_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def check_data_parallel(cfg: Config, world: int) -> None:
+    if cfg.negatives == "hard":  # each rank would keep its own, diverging per-sample table
+        raise ConfigError("data parallel training (--nproc) does not support negatives 'hard' (a per-sample "
+                          "table that each rank would keep apart); use negatives 'one' or 'all', or train "
+                          "on one process")
     if cfg.batch_size % world:
         raise ConfigError(f"data parallel over {world} processes needs a batch_size divisible by {world}; "
                           f"got {cfg.batch_size} (each rank takes batch_size/{world} samples of every batch)")

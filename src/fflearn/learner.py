@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .errors import TrainingError
+from .errors import ConfigError, TrainingError
 from .losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss
 from .models import Net
-from .negatives import pos_neg
+from .negatives import HardNegatives, pos_neg
 from .registry import LOSSES, NEGATIVES
 from .regularizers import PeerNormalization
 from .schemes import Scheme, Segment
@@ -93,15 +93,28 @@ class StepStats:
 class Learner:
     """Owns a net, its update scheme, its local optimisers and its local loss."""
 
-    def __init__(self, net: Net, scheme: Scheme, cfg: Any, device: torch.device) -> None:
+    def __init__(self, net: Net, scheme: Scheme, cfg: Any, device: torch.device,
+                 num_train: int | None = None) -> None:
         self.net = net
         self.scheme = scheme
         self.cfg = cfg
         self.device = device
         self.loss_fn = build_loss(cfg)
         self.peer = PeerNormalization(cfg.peer_norm) if cfg.peer_norm > 0 else None
-        self.sampler = NEGATIVES.get(cfg.negatives)
         self.k = net.num_classes
+        # negatives 'hard' keeps a margin per training sample and label: it needs the training set
+        # size here and each batch's sample indices in step()
+        self.hard: HardNegatives | None = None
+        if cfg.negatives == "hard":
+            if num_train is None:
+                raise ConfigError("negatives 'hard' keeps a margin per training sample: this entry point "
+                                  "does not give the samples' indices; use negatives 'one' or 'all'")
+            self.hard = HardNegatives(num_train, self.k, cfg.hard_mix, cfg.hard_scale, device)
+            self.sampler = None
+        else:
+            self.sampler = NEGATIVES.get(cfg.negatives)
+        # (deepest loss layer, g_pos, g_neg) of the last step, for the hard-negative table
+        self._deepest: tuple[int, torch.Tensor, torch.Tensor] | None = None
         n = len(net.layers)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         # A GPU step of a local method is many small kernels (one optimiser per layer): the fused
@@ -152,12 +165,25 @@ class Learner:
         return g[:, 0], g[:, 1:]
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, stats: StepStats | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
         """One local-learning step on a normalised batch; returns the summed loss as a 0-d tensor
-        on the device (read it with ``float()`` only when needed: on a GPU that waits for the step)."""
-        neg = self.sampler(y, self.k, generator)
+        on the device (read it with ``float()`` only when needed: on a GPU that waits for the step).
+        ``idx``: the batch's indices in the training set (needed by negatives 'hard')."""
+        if self.hard is not None:
+            if idx is None:
+                raise ConfigError("negatives 'hard' needs each batch's sample indices: call step(..., idx=...)")
+            neg = self.hard.sample(idx, y, generator)
+        else:
+            assert self.sampler is not None
+            neg = self.sampler(y, self.k, generator)
         h = self._labelled_input(x, y, neg)
-        return self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
+        self._deepest = None
+        loss = self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
+        if self.hard is not None and self._deepest is not None:
+            assert idx is not None
+            _, g_pos, g_neg = self._deepest
+            self.hard.update(idx, neg, g_pos, g_neg)
+        return loss
 
     def run_segments(self, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor, segments: list[Segment],
                      step: int, stats: StepStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,6 +201,8 @@ class Learner:
                     h = self.net.layers[i](h, random_feedback=True) if fa else self.net.layers[i](h)
                     if i in seg.loss_layers:
                         g_pos, g_neg = self._scores(i, h, y, neg)
+                        if self.hard is not None and (self._deepest is None or i > self._deepest[0]):
+                            self._deepest = (i, g_pos.detach(), g_neg.detach())
                     elif self.scheme.probes:  # e2e: a linear probe on detached features
                         g_pos, g_neg = self._scores(i, h.detach(), y, neg)
                     elif stats is not None:  # metrics only (e.g. the first layer of an APL pair)
@@ -232,13 +260,22 @@ class Learner:
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(),
-                "optimizers": {str(k): o.state_dict() for k, o in self.optimizers.items()}}
+        state: dict[str, Any] = {"net": self.net.state_dict(),
+                                 "optimizers": {str(k): o.state_dict() for k, o in self.optimizers.items()}}
+        if self.hard is not None:
+            state["hard_negatives"] = self.hard.table
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         for k, o in self.optimizers.items():
             load_optimizer(o, state["optimizers"][str(k)])
+        if self.hard is not None:
+            table = state["hard_negatives"]  # KeyError (a checkpoint of another config) is reported
+            if table.shape != self.hard.table.shape:
+                raise ValueError(f"hard-negative table {tuple(table.shape)} does not fit the training set "
+                                 f"{tuple(self.hard.table.shape)}")
+            self.hard.table.copy_(table)
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -47,6 +47,9 @@ from .trainer import CHECKPOINT, Trainer, _print_epoch, _progress, _sync, atomic
 
 def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     """The static segments of ``cfg``'s scheme, or a ConfigError saying why it cannot be split."""
+    if cfg.negatives == "hard":  # the margins come from the last rank, the draws from the first
+        raise ConfigError("--pipeline does not support negatives 'hard' (its per-sample margins are measured "
+                          "on the last rank); use negatives 'one' or 'all', or train on one process")
     scheme = build_scheme(cfg)
     if not scheme.static():
         why = ("the Trifecta's alternating pairs (apl) move the segment boundaries every step"
@@ -199,7 +202,9 @@ class PipelineTrainer(Trainer):
         self.first, self.last = self.layer_ranges[ctx.rank]
         probe = torch.zeros(1, dtype=torch.long, device=self.device)
         gen = torch.Generator(device=self.device).manual_seed(0)  # leave self.gen's stream alone
-        self.n_neg = int(self.learner.sampler(probe, self.net.num_classes, gen).shape[1])
+        assert self.learner.sampler is not None  # check_pipeline refused negatives 'hard'
+        self.sampler = self.learner.sampler
+        self.n_neg = int(self.sampler(probe, self.net.num_classes, gen).shape[1])
         self.wire_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
         self.link = Link(ctx.rank, ctx.world, self.device)
         self.idle_seconds = 0.0
@@ -333,7 +338,7 @@ class PipelineTrainer(Trainer):
                 idx = self.batch_indices(order, s)
                 x = self.norm(self.augment(self.data.train_x[idx].float(), generator=self.gen).clamp_(0, 255))
                 y = self.data.train_y[idx]
-                neg = self.learner.sampler(y, self.net.num_classes, self.gen)
+                neg = self.sampler(y, self.net.num_classes, self.gen)
                 h = self.learner._labelled_input(x, y, neg)
             else:
                 h, labels = link.receive()

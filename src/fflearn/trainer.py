@@ -211,7 +211,7 @@ class Trainer:
         if cfg.compile:
             for layer in self.net.layers:
                 layer.compile()
-        self.learner = Learner(self.net, scheme, cfg, self.device)
+        self.learner = Learner(self.net, scheme, cfg, self.device, num_train=len(self.data.train_y))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # steps done in the current epoch (mid-epoch checkpoints)
@@ -360,7 +360,7 @@ class Trainer:
             y = self.data.train_y[idx]
             self.set_lr(lr_at(cfg, self.progress((self.epoch * spe + s) / (cfg.epochs * spe), time.perf_counter() - t0)))
             try:
-                loss = self.learner.step(x, y, self.global_step, stats, generator=self.gen)
+                loss = self.learner.step(x, y, self.global_step, stats, generator=self.gen, idx=idx)
             except TrainingError as e:  # a NaN/inf loss: name where it happened, keep the checkpoint
                 if bar is not None:
                     bar.close()

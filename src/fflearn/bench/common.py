@@ -137,21 +137,21 @@ class StepRunner:
         self.order = trainer.epoch_order(trainer.epoch)
         trainer.net.train()
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t, cfg = self.t, self.t.cfg
         s = t.step_in_epoch
         take = getattr(t, "batch_indices", None)  # the trainer's own batch slicing where it has one
         idx = take(self.order, s) if take else self.order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
         x = t.norm(t.augment(t.data.train_x[idx].float(), generator=t.gen).clamp_(0, 255))
-        return x, t.data.train_y[idx]
+        return x, t.data.train_y[idx], idx
 
     def step(self) -> torch.Tensor:
         from ..trainer import lr_at
 
         t, cfg = self.t, self.t.cfg
-        x, y = self.batch()
+        x, y, idx = self.batch()
         t.set_lr(lr_at(cfg, min(0.999999, (t.epoch * self.spe + t.step_in_epoch) / (cfg.epochs * self.spe))))
-        loss = t.learner.step(x, y, t.global_step, self.stats, generator=t.gen)
+        loss = t.learner.step(x, y, t.global_step, self.stats, generator=t.gen, idx=idx)
         t.step_in_epoch += 1
         t.global_step += 1
         if t.step_in_epoch >= self.spe:
