@@ -73,4 +73,7 @@ class HardNegatives:
     def update(self, idx: torch.Tensor, neg: torch.Tensor, g_pos: torch.Tensor, g_neg: torch.Tensor) -> None:
         """Record the margins g_neg - g_pos (B, M) just measured for the negatives ``neg`` (B, M)."""
         rows = idx.unsqueeze(1).expand_as(neg)
-        self.table[rows, neg] = (g_neg - g_pos.unsqueeze(1)).to(self.table.dtype)
+        margin = (g_neg - g_pos.unsqueeze(1)).to(self.table.dtype)
+        # a non-finite goodness is the NaN guard's to report (on a GPU it reads the losses a few
+        # steps late): keep the table finite meanwhile, so that no draw fails first
+        self.table[rows, neg] = margin.nan_to_num(0.0, posinf=1e4, neginf=-1e4)
