@@ -79,17 +79,20 @@ def test_hard_negatives_follow_the_measured_margins() -> None:
     hard.update(idx, neg, g_pos=torch.tensor([5.0, 2.0]), g_neg=torch.tensor([[6.0], [-8.0]]))
     assert hard.table[0, 9] == 1.0 and hard.table[3, 1] == -10.0
     assert hard.table.count_nonzero() == 2  # nothing else touched
-    spare = HardNegatives(2, 10, mix=0.2, scale=1.0, device=torch.device("cpu"))
-    spare.update(torch.tensor([0, 1]), torch.tensor([[2], [3]]), torch.tensor([math.nan, 0.0]),
-                 torch.tensor([[1.0], [math.inf]]))
-    assert spare.table.isfinite().all()  # a NaN goodness leaves the draws valid (the NaN guard reports it)
-    assert spare.sample(torch.tensor([0, 1]), torch.tensor([0, 0])).shape == (2, 1)
     counts = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[0::2, 0], minlength=10)
     # sample 0: label 9 (margin +1) has weight e against 1 for the 8 untried labels
     p9 = 0.8 * math.e / (math.e + 8) + 0.2 / 9
     assert abs(counts[9] / 5000 - p9) < 0.03 and counts[4] == 0
     counts3 = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[1::2, 0], minlength=10)
     assert counts3[1] / 5000 < 0.2 / 9 + 0.01  # label 1 was easy for sample 3: drawn almost only by mix
+
+
+def test_hard_negatives_stay_finite_when_a_goodness_is_not() -> None:
+    spare = HardNegatives(2, 10, mix=0.2, scale=1.0, device=torch.device("cpu"))
+    spare.update(torch.tensor([0, 1]), torch.tensor([[2], [3]]), torch.tensor([math.nan, 0.0]),
+                 torch.tensor([[1.0], [math.inf]]))
+    assert spare.table.isfinite().all()  # a NaN goodness leaves the draws valid (the NaN guard reports it)
+    assert spare.sample(torch.tensor([0, 1]), torch.tensor([0, 0])).shape == (2, 1)
 
 
 def test_pos_neg_selection() -> None:

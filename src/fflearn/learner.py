@@ -201,7 +201,7 @@ class Learner:
                     h = self.net.layers[i](h, random_feedback=True) if fa else self.net.layers[i](h)
                     if i in seg.loss_layers:
                         g_pos, g_neg = self._scores(i, h, y, neg)
-                        if self.hard is not None and (self._deepest is None or i > self._deepest[0]):
+                        if self.hard is not None:  # layers run in order: the last kept is the deepest
                             self._deepest = (i, g_pos.detach(), g_neg.detach())
                     elif self.scheme.probes:  # e2e: a linear probe on detached features
                         g_pos, g_neg = self._scores(i, h.detach(), y, neg)
