@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from fflearn.bench.cli import main
+from fflearn.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["speed", *sys.argv[1:]]))
+    sys.exit(main(["bench", "speed", *sys.argv[1:]]))

@@ -7,12 +7,14 @@ A local loss gets, for each sample of the batch, the goodness of the true class 
 and of M negative classes ``g_neg`` (B, M), and returns one loss per sample (B,). fflearn picks
 the negatives (config ``negatives``), computes the goodness (``label_mode``, ``goodness``,
 ``anchor_goodness``), averages your loss over the batch and back-propagates it inside the update
-scheme's segment only. A registered *class* is built with the run's Config, so it can read any
-field (here ``margin``); a registered function or instance is used as it is.
+scheme's segment only. A registered *class* is built by filling its constructor's parameters
+from the run's config by name: ``margin`` is the config's field, and ``hinge_power``, which no
+config field has, is a hyperparameter this plugin declares. It becomes a flag and a YAML key,
+is type-checked, saved in the run's config.yaml and restored on resume.
 
 This file is also a plugin: the CLI imports it with ``--plugin`` before parsing, so
 
-    PYTHONPATH=examples fflearn --plugin custom_loss train --method df --loss sq-hinge --margin 0.5
+    fflearn train --plugin examples/custom_loss.py --method df --loss sq-hinge --margin 0.5 --hinge-power 3
 """
 
 from __future__ import annotations
@@ -23,29 +25,30 @@ import os
 import torch
 
 import fflearn
-from fflearn.config import Config
 from fflearn.registry import LOSSES
 
 TINY_ENV = "FFLEARN_EXAMPLE_TINY"
 
 
-class SquaredHingeLoss:
-    """Squared hinge over every negative: mean_j relu(m - (g_pos - g_neg_j))^2.
+class PowerHingeLoss:
+    """Hinge to a power over every negative: mean_j relu(m - (g_pos - g_neg_j)) ** p.
 
     Like DF's hinge N-pair loss, only the support pairs (those inside the margin) carry gradient,
-    but a pair's pull grows with how far inside the margin it is.
+    but with p > 1 a pair's pull grows with how far inside the margin it is.
     """
 
-    def __init__(self, cfg: Config) -> None:
-        self.margin = cfg.margin
+    def __init__(self, margin: float = 0.1, hinge_power: float = 2.0) -> None:
+        if hinge_power < 1:
+            raise ValueError(f"hinge_power must be >= 1, got {hinge_power}")
+        self.margin, self.power = margin, hinge_power
 
     def __call__(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         gap = g_pos.unsqueeze(1) - g_neg  # (B, M)
-        return torch.relu(self.margin - gap).pow(2).mean(1)
+        return torch.relu(self.margin - gap).pow(self.power).mean(1)
 
 
 # overwrite=True: importing this file twice (as a script and as a plugin) must not fail
-LOSSES.register("sq-hinge", SquaredHingeLoss, overwrite=True)
+LOSSES.register("sq-hinge", PowerHingeLoss, overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--margin", type=float, default=0.5)
+    p.add_argument("--hinge-power", type=float, default=2.0)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-test", type=int, default=None)
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset=args.dataset,
         loss="sq-hinge",
         margin=args.margin,
+        hinge_power=args.hinge_power,
         hidden=hidden,
         epochs=args.epochs,
         limit_train=args.limit_train,
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress=False,
     )
     summary = fflearn.train(cfg, overwrite=True)
-    print(f"{cfg.method} with loss {cfg.loss!r} on {summary['dataset_label']}, {summary['epochs']} epoch(s)")
+    print(f"{cfg.method} with loss {cfg.loss!r} (hinge power {cfg.params['hinge_power']:g}) on {summary['dataset_label']}, {summary['epochs']} epoch(s)")
     for i, acc in enumerate(summary["per_layer_test_accuracy"]):
         print(f"  layer {i}: {100 * acc:6.2f}% test accuracy")
     print(f"test accuracy: {100 * summary['test_accuracy']:.2f}%   run folder: {summary['run_dir']}")

@@ -5,7 +5,7 @@
 
 Local learning gives every layer its own classifier (its goodness per class), so a run has one
 test accuracy per layer, and the prediction rule (``last``, ``all``, ``from:N``) decides which
-layers vote. This script rebuilds the run from its checkpoint (``fflearn.trainer.load_run``),
+layers vote. This script rebuilds the run from its checkpoint (``fflearn.runs.load_run``),
 scores the test set once per layer and once per rule, and draws two panels:
 
 * the test accuracy of each layer now, with the vote of each rule as a line;
@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import fflearn  # noqa: E402
 from fflearn.predict import evaluate  # noqa: E402
-from fflearn.trainer import load_run  # noqa: E402
+from fflearn.runs import load_run  # noqa: E402
 
 TINY_ENV = "FFLEARN_EXAMPLE_TINY"
 

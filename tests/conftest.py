@@ -29,7 +29,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_small(data_root: Path):
     """The first 2000 training and 1000 test images of the real MNIST."""
+    from fflearn.data import limit as _limit
     from fflearn.data import load_dataset
-    from fflearn.trainer import _limit
 
     return _limit(load_dataset("mnist", data_root, download=False), 2000, 1000)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,47 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-def test_every_config_field_is_a_flag() -> None:
-    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
-    dests = {a.dest for a in train._actions}
-    assert {f.name for f in dataclasses.fields(Config)} <= dests
+FIXED_CHOICES = {"method": ["df", "lcp"], "dataset": ["mnist", "cifar10"], "model": ["mlp", "small"]}
+
+
+def _sample_value(name: str) -> tuple[list[str], object]:
+    """Flag words that set field ``name`` to a value other than its default, and that value."""
+    from fflearn.config import choices
+
+    typ = typing.get_type_hints(Config)[name]
+    default = getattr(Config(), name)
+    allowed = FIXED_CHOICES.get(name) or choices(name)
+    if typ is bool:
+        return ["false" if default else "true"], not default
+    if name == "milestones":
+        return ["0.3,0.7"], [0.3, 0.7]  # the comma form of a list
+    if name == "hidden":
+        return ["7", "9"], [7, 9]
+    if typing.get_origin(typ) is list:
+        return ["a", "b"], ["a", "b"]
+    if allowed:
+        value = next(v for v in allowed if v != default)
+        return [value], value
+    if typ is float:
+        return ["0.25"], 0.25
+    if typ in (int, int | None):
+        return ["7"], 7
+    return ["something"], "something"
+
+
+def test_every_config_field_is_a_flag_that_sets_it() -> None:
+    """Parse a flag for every field and check that the field got the value: a field without a
+    flag, a flag writing another field, or a value lost on the way fails."""
+    from fflearn.cli import given_fields
+
+    p = build_parser()
+    for f in dataclasses.fields(Config):
+        if f.name == "params":  # set through the plugins' own flags (test_plugins)
+            continue
+        words, want = _sample_value(f.name)
+        got = given_fields(p.parse_args(["train", "--" + f.name.replace("_", "-"), *words]))
+        assert set(got) == {f.name}, (f.name, got)
+        assert getattr(Config.from_dict(got), f.name) == want, (f.name, got, want)
 
 
 CONFIG_FILES = {
@@ -71,9 +109,13 @@ BAD_FLAGS = [  # (flags, text the one line must contain)
     (["--milestones", "0.9", "0.1"], "'milestones'"), (["--device", "tpu"], "'device'"),
     (["--label-mode", "channel"], "label_mode"), (["--feedback", "random", "--scheme", "greedy"], "feedback"),
     (["--label-mode", "head"], "'loss'"), (["--loss", "ce"], "'label_mode'"),
-    (["--method", "nope"], "unknown method 'nope'"), (["--dataset", "nope"], "unknown dataset 'nope'"),
-    (["--model", "nope"], "unknown model 'nope'"), (["--loss", "nope"], "unknown loss 'nope'"),
-    (["--scheme", "nope"], "unknown update scheme 'nope'"),
+    (["--method", "nope"], "unknown method 'nope'"),
+    (["--dataset", "nope"], "config field 'dataset' must be one of cifar10, cifar100, fashion-mnist"),
+    (["--model", "nope"], "config field 'model' must be one of large, mlp, small; got 'nope'"),
+    (["--loss", "nope"], "config field 'loss' must be one of ce, ff, npair, symba; got 'nope'"),
+    (["--scheme", "nope"], "config field 'scheme' must be one of apl, blocks, e2e, greedy; got 'nope'"),
+    (["--negatives", "two"], "config field 'negatives' must be one of all, hard, one; got 'two'"),
+    (["--head", "nope"], "config field 'head' must be auto or one of anchors, goodness, linear"),
     *[(["--config", name], text) for name, (_, text) in CONFIG_FILES.items()],
     (["--config", "missing.yaml"], "cannot read config file"),
 ]

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
+import fakes
 import fflearn.data as fdata
-from fflearn.data import Dataset, data_roots, fakes, find_data_dir, load_dataset, locate, read_idx
+from fflearn.data import Dataset, data_roots, find_data_dir, load_dataset, locate, read_idx
 from fflearn.data import download as dl
 from fflearn.data import imagenette as imnette
 from fflearn.errors import ConfigError, DataError
@@ -126,11 +127,17 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "xdg-cache" / "fflearn"
     monkeypatch.setenv("FFLEARN_DATA", str(env))
     monkeypatch.setattr(locate, "STANDARD_ROOTS", [system])
-    assert data_roots(explicit) == [explicit, env, cache, system]
-    for i, root in enumerate([system, cache, env, explicit]):
+    assert data_roots() == [env, cache, system]
+    assert data_roots(explicit) == [explicit]  # --data-dir is authoritative
+    for i, root in enumerate([system, cache, env]):
         fakes.write_mnist(root / "mnist" / "raw", seed=i)
-        ds = load_dataset("mnist", explicit, download=False)
+        ds = load_dataset("mnist", download=False)
         assert ds.source == str(root / "mnist" / "raw")  # the most specific one wins
+    with pytest.raises(DataError, match=f"searched: {explicit}\\)") as info:  # not silently another copy
+        load_dataset("mnist", explicit, download=False)
+    assert "train-images-idx3-ubyte.gz" in str(info.value)  # names the files expected there
+    fakes.write_mnist(explicit / "mnist" / "raw", seed=9)
+    assert load_dataset("mnist", explicit, download=False).source == str(explicit / "mnist" / "raw")
 
 
 def test_cache_dir_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -593,17 +600,22 @@ def test_archive_download_and_extract(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_download_skips_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$FFLEARN_DATA read-only: the download goes on to the cache. An explicit --data-dir is
+    authoritative: read-only, the error says so and nothing else is tried."""
     ro, cache = tmp_path / "read-only", tmp_path / "xdg-cache" / "fflearn"
+    monkeypatch.setenv("FFLEARN_DATA", str(ro))
     monkeypatch.setattr(fdata, "is_writable", lambda p: Path(p) != ro)
-    with pytest.raises(DataError):
-        load_dataset("svhn", ro)
+    with pytest.raises(DataError):  # the offline test machine: the download to the cache fails
+        load_dataset("svhn")
     assert not ro.exists()
     monkeypatch.setattr(fdata, "is_writable", lambda p: False)
-    msg = _load_error_download(ro)
+    msg = _load_error_download(None)
     assert "not writable" in msg and str(ro) in msg and str(cache) in msg
+    msg = _load_error_download(ro)
+    assert "not writable" in msg and str(ro) in msg and str(cache) not in msg
 
 
-def _load_error_download(root: Path) -> str:
+def _load_error_download(root: Path | None) -> str:
     with pytest.raises(DataError) as info:
         load_dataset("svhn", root, download=True)
     return str(info.value)

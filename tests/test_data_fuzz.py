@@ -14,7 +14,8 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from fflearn.data import Dataset, fakes, load_dataset, locate
+import fakes
+from fflearn.data import Dataset, load_dataset, locate
 from fflearn.data import download as dl
 from fflearn.data import imagenette as imnette
 from fflearn.errors import DataError

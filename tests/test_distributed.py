@@ -30,9 +30,12 @@ import torch
 
 from fflearn import make_config
 from fflearn.cli import main
-from fflearn.distributed import DIE_ENV, _watch, check_data_parallel
 from fflearn.errors import ConfigError
-from fflearn.pipeline import check_pipeline, partition, segment_costs
+from fflearn.parallel.data import check_data_parallel
+from fflearn.parallel.launch import _watch
+from fflearn.parallel.pipeline import check_pipeline, partition, segment_costs
+
+HOOKS = str(Path(__file__).parent / "plugins" / "rank_hooks.py")
 
 HIDDEN = ["256", "256", "256", "256"]
 TRAIN = ["train", "--method", "df-o", "--dataset", "mnist", "--model", "mlp", "--hidden", *HIDDEN, "--epochs", "1",
@@ -42,7 +45,7 @@ TRAIN = ["train", "--method", "df-o", "--dataset", "mnist", "--model", "mlp", "-
 
 def _env(data_root: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", DIE_ENV)}
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(FFLEARN_DATA=str(data_root), OMP_NUM_THREADS="1", FFLEARN_NO_DOWNLOAD="1", **extra)
     return env
 
@@ -91,15 +94,16 @@ def test_pipeline_matches_sequential(tmp_path: Path, data_root: Path, sequential
     assert rec["test_accuracy"] > 0.3  # it learned (chance is 0.1)
     # the record holds the lr of the last step (cosine: far below the base lr), as in one process
     assert rec["lr"] == pytest.approx(sequential["lr"]) and rec["lr"] < 0.05 * make_config(method="df-o").lr
-    # per microbatch rank 0 sends its block's output (128 x 256 float32) and y + 9 negatives (128 x 10 int64)
-    assert rec["bytes_sent_per_step"] == [128 * 256 * 4 + 128 * 10 * 8]
+    # per microbatch rank 0 sends its block's output (128 x 256 float32), y + 9 negatives (128 x 10
+    # int64) and its clock and stop flag (2 float64)
+    assert rec["bytes_sent_per_step"] == [128 * 256 * 4 + 128 * 10 * 8 + 2 * 8]
     assert len(rec["idle_fraction"]) == 2 and all(0 <= f <= 1 for f in rec["idle_fraction"])
     # each rank's checkpoint holds its own layers only; rank 0 merged them into checkpoint.pt
     for r, layers in ((0, {"0", "1"}), (1, {"2", "3"})):
         ck = torch.load(out / f"checkpoint-rank{r}.pt", weights_only=True)
         assert {k.split(".")[1] for k in ck["net"] if k.startswith(("layers.", "heads."))} == layers
         assert set(ck["optimizers"]) == layers
-    from fflearn.trainer import load_run
+    from fflearn.runs import load_run
 
     t = load_run(out, data_dir=str(data_root))
     res = t.evaluate(t.data.test_x, t.data.test_y)
@@ -120,19 +124,22 @@ def test_data_parallel_matches_one_process(tmp_path: Path, data_root: Path, sequ
     summary = json.loads((out / "summary.json").read_text())
     assert summary["distributed"]["world_size"] == 2
     # only rank 0 wrote the run folder, and printed the summary once
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.csv", "metrics.jsonl",
+                                                     "summary.json"]
     assert proc.stdout.count("test accuracy:") == 1
 
 
 def test_dead_rank_stops_the_other(tmp_path: Path, data_root: Path) -> None:
-    """Two ranks started as torchrun would (no launcher watching them): rank 1 exits at step 3;
-    rank 0 must fail with a clear message soon after, not wait for it."""
+    """Two ranks started as torchrun would (no launcher watching them): rank 1 exits at step 3 (a
+    test plugin's callback); rank 0 must fail with a clear message soon after, not wait for it."""
     port = _free_port()
     procs = []
     for r in (0, 1):
         env = _env(data_root, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), **{DIE_ENV: "1:3"})
-        procs.append(subprocess.Popen([sys.executable, "-m", "fflearn", *TRAIN, "--out", str(tmp_path / "run")],
+                   MASTER_PORT=str(port))
+        argv = [*TRAIN, "--out", str(tmp_path / "run"), "--plugin", HOOKS, "--callbacks", "die-at",
+                "--die-rank", "1", "--die-step", "3"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "fflearn", *argv],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     ended: dict[int, float] = {}
     deadline = time.monotonic() + 240
@@ -154,7 +161,7 @@ def test_dead_rank_stops_the_other(tmp_path: Path, data_root: Path) -> None:
 
 
 def _free_port() -> int:
-    from fflearn.distributed import free_port
+    from fflearn.parallel.launch import free_port
 
     return free_port()
 
@@ -177,6 +184,8 @@ def test_launcher_stops_the_others_when_one_fails() -> None:
     (["--method", "df-o", "--nproc", "2", "--pipeline", "2"], "choose one"),
     (["--method", "df-o", "--nproc", "3", "--batch-size", "128"], "divisible by 3"),
     (["--method", "df-o", "--nproc", "2", "--dist-timeout", "0"], "--dist-timeout"),
+    (["--method", "df-o", "--nproc", "0"], "--nproc takes a number of processes >= 1"),
+    (["--method", "df-o", "--pipeline", "-2"], "--pipeline takes a number of processes >= 1"),
 ])
 def test_bad_requests_fail_before_starting_ranks(flags: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,6 +220,7 @@ def test_hard_negatives_are_refused_across_processes() -> None:
         check_pipeline(cfg, 2)
     with pytest.raises(ConfigError, match="negatives 'hard'"):
         check_data_parallel(cfg, 2)
+    assert main(["train", "--method", "df-o", "--negatives", "hard", "--nproc", "2", "--out", "/nonexistent-x"]) == 2
 
 
 def test_grad_sync_hook_sees_each_segments_optimisers(mnist_small) -> None:

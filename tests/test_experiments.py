@@ -103,7 +103,7 @@ def test_quantisation_levels(bits):
 
 
 def test_noise_level0_exact_and_strong_noise_hurts(runs):
-    from fflearn.trainer import load_run
+    from fflearn.runs import load_run
 
     t = load_run(runs["df"])
     before = copy.deepcopy(t.net.state_dict())
@@ -122,7 +122,7 @@ def test_noise_level0_exact_and_strong_noise_hurts(runs):
 
 
 def test_spare_heads_leaves_heads_and_label_maps_exact(runs):
-    from fflearn.trainer import load_run
+    from fflearn.runs import load_run
 
     t = load_run(runs["df"])
     net = copy.deepcopy(t.net)

@@ -56,12 +56,12 @@ def test_hard_negatives_never_return_the_true_label(k: int, b: int, mix: float, 
     hard.table[idx, y] = 1e4  # the true label looking hardest of all must still never be drawn
     p = hard.probabilities(idx, y)
     assert torch.allclose(p.sum(1), torch.ones(b)) and (p.gather(1, y.unsqueeze(1)) == 0).all()
-    neg = hard.sample(idx, y, g)
+    neg = hard(y, k, g, idx=idx)
     assert neg.shape == (b, 1) and (neg[:, 0] != y).all()
 
 
 def test_hard_negative_probabilities_by_hand() -> None:
-    hard = HardNegatives(3, 4, mix=0.5, scale=2.0, device=torch.device("cpu"))
+    hard = HardNegatives(3, 4, hard_mix=0.5, hard_scale=2.0, device=torch.device("cpu"))
     hard.table[1] = torch.tensor([9.0, 0.5, -1.0, 0.0])  # sample 1, true label 0
     p = hard.probabilities(torch.tensor([1, 2]), torch.tensor([0, 3]))
     w = torch.tensor([math.exp(1.0), math.exp(-2.0), 1.0])  # exp(2 * margin) of labels 1, 2, 3
@@ -73,26 +73,26 @@ def test_hard_negative_probabilities_by_hand() -> None:
 
 def test_hard_negatives_follow_the_measured_margins() -> None:
     g = torch.Generator().manual_seed(0)
-    hard = HardNegatives(4, 10, mix=0.2, scale=1.0, device=torch.device("cpu"))
+    hard = HardNegatives(4, 10, hard_mix=0.2, hard_scale=1.0, device=torch.device("cpu"))
     idx, y = torch.tensor([0, 3]), torch.tensor([4, 7])
     neg = torch.tensor([[9], [1]])
-    hard.update(idx, neg, g_pos=torch.tensor([5.0, 2.0]), g_neg=torch.tensor([[6.0], [-8.0]]))
+    hard.observe(idx, neg, g_pos=torch.tensor([5.0, 2.0]), g_neg=torch.tensor([[6.0], [-8.0]]))
     assert hard.table[0, 9] == 1.0 and hard.table[3, 1] == -10.0
     assert hard.table.count_nonzero() == 2  # nothing else touched
-    counts = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[0::2, 0], minlength=10)
+    counts = torch.bincount(hard(y.repeat(5000), 10, g, idx=idx.repeat(5000))[0::2, 0], minlength=10)
     # sample 0: label 9 (margin +1) has weight e against 1 for the 8 untried labels
     p9 = 0.8 * math.e / (math.e + 8) + 0.2 / 9
     assert abs(counts[9] / 5000 - p9) < 0.03 and counts[4] == 0
-    counts3 = torch.bincount(hard.sample(idx.repeat(5000), y.repeat(5000), g)[1::2, 0], minlength=10)
+    counts3 = torch.bincount(hard(y.repeat(5000), 10, g, idx=idx.repeat(5000))[1::2, 0], minlength=10)
     assert counts3[1] / 5000 < 0.2 / 9 + 0.01  # label 1 was easy for sample 3: drawn almost only by mix
 
 
 def test_hard_negatives_stay_finite_when_a_goodness_is_not() -> None:
-    spare = HardNegatives(2, 10, mix=0.2, scale=1.0, device=torch.device("cpu"))
-    spare.update(torch.tensor([0, 1]), torch.tensor([[2], [3]]), torch.tensor([math.nan, 0.0]),
+    spare = HardNegatives(2, 10, hard_mix=0.2, hard_scale=1.0, device=torch.device("cpu"))
+    spare.observe(torch.tensor([0, 1]), torch.tensor([[2], [3]]), torch.tensor([math.nan, 0.0]),
                  torch.tensor([[1.0], [math.inf]]))
     assert spare.table.isfinite().all()  # a NaN goodness leaves the draws valid (the NaN guard reports it)
-    assert spare.sample(torch.tensor([0, 1]), torch.tensor([0, 0])).shape == (2, 1)
+    assert spare(torch.tensor([0, 0]), 10, idx=torch.tensor([0, 1])).shape == (2, 1)
 
 
 def test_pos_neg_selection() -> None:
@@ -180,8 +180,9 @@ def test_step_stats_sum_what_the_layers_recorded() -> None:
     from fflearn.learner import StepStats
 
     g = torch.Generator().manual_seed(0)
-    stats = StepStats(3)
-    want = torch.zeros(4, 3, dtype=torch.float64)
+    margin = 0.3
+    stats = StepStats(3, margin=margin)
+    want = torch.zeros(5, 3, dtype=torch.float64)  # loss, g_pos, g_neg, support, n_loss
     count = torch.zeros(3, dtype=torch.float64)
     steps = [
         [(0, 8, 9, True), (1, 8, 9, False), (2, 8, 9, True)],
@@ -195,16 +196,19 @@ def test_step_stats_sum_what_the_layers_recorded() -> None:
             stats.add(i, pos, neg, loss)
             want[1, i] += pos.double().sum()
             want[2, i] += neg.double().mean(1).sum()
+            want[3, i] += (pos.unsqueeze(1) - neg < margin).double().mean() * b  # share of support pairs
             count[i] += b
             if loss is not None:
                 want[0, i] += loss.double() * b
-                want[3, i] += b
+                want[4, i] += b
         stats.flush()
         torch.testing.assert_close(stats.sums, want)
         torch.testing.assert_close(stats.count, count)
     s = stats.summary()
-    assert s["loss"][1] == pytest.approx(float(want[0, 1] / want[3, 1]))
+    assert s["loss"][1] == pytest.approx(float(want[0, 1] / want[4, 1]))
     assert s["g_pos"][0] == pytest.approx(float(want[1, 0] / count[0]))
+    assert s["support"][2] == pytest.approx(float(want[3, 2] / count[2]))
+    assert 0 < s["support"][2] < 1
 
 
 @pytest.mark.parametrize("scheme", ["greedy", "apl"])
@@ -222,21 +226,21 @@ def test_learner_records_the_last_layers_margin_for_hard_negatives(scheme: str) 
     with pytest.raises(ConfigError, match="negatives 'hard'"):
         Learner(net, build_scheme(cfg), cfg, torch.device("cpu"))  # no training-set size
     learner = Learner(net, build_scheme(cfg), cfg, torch.device("cpu"), num_train=50)
-    assert learner.hard is not None
+    assert learner.sampler is not None
     g = torch.Generator().manual_seed(0)
     for step in range(2):
         idx = torch.randperm(50, generator=g)[:12]
         x, y = torch.rand(12, 1, 8, 8, generator=g), torch.randint(0, 10, (12,), generator=g)
-        before = learner.hard.table.clone()  # (a new margin equal to the old one: never in practice)
+        before = learner.sampler.table.clone()  # (a new margin equal to the old one: never in practice)
         learner.step(x, y, step, generator=g, idx=idx)
         assert learner._deepest is not None and learner._deepest[0] == 2
         _, g_pos, g_neg = learner._deepest
-        changed = (learner.hard.table != before).nonzero().tolist()
-        drawn = learner.hard.table[idx].ne(before[idx]).nonzero()
+        changed = (learner.sampler.table != before).nonzero().tolist()
+        drawn = learner.sampler.table[idx].ne(before[idx]).nonzero()
         assert len(changed) == len(drawn) == 12  # one entry per sample of the batch, none elsewhere
         assert drawn[:, 0].tolist() == list(range(12))
         neg = drawn[:, 1]
         assert (neg != y).all()
-        torch.testing.assert_close(learner.hard.table[idx, neg], g_neg[:, 0] - g_pos)
+        torch.testing.assert_close(learner.sampler.table[idx, neg], g_neg[:, 0] - g_pos)
     with pytest.raises(ConfigError, match="sample indices"):
         learner.step(x, y, 2, generator=g)

@@ -154,5 +154,5 @@ def test_plugin_flag_forms_and_errors(plugin: str, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "fflearn: error: cannot import plugin 'no_such_fflearn_plugin_module': "
-        "No module named 'no_such_fflearn_plugin_module'"
+        "No module named 'no_such_fflearn_plugin_module' (give a module on the Python path or a path to a .py file)"
     ]

@@ -22,10 +22,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from fflearn.checkpoint import read_checkpoint, resume_config
 from fflearn.cli import main
 from fflearn.errors import FFLearnError, TrainingError
 from fflearn.registry import LOSSES
-from fflearn.trainer import CHECKPOINT, TIMING_KEYS, load_run, read_checkpoint
+from fflearn.runfolder import CHECKPOINT
+from fflearn.runs import load_run
+from fflearn.trainer import TIMING_KEYS, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,6 +115,14 @@ def test_checkpoint_every_keeps_epoch_seconds(reference: Path) -> None:
 
 # --- what a checkpoint holds --------------------------------------------------------------------
 
+def resumed(run: Path) -> Trainer:
+    """A trainer continuing ``run``, its checkpoint loaded (nothing trained yet)."""
+    cfg, path, ck = resume_config(run)
+    t = Trainer(cfg, resume=True, verbose=False)
+    t.load_checkpoint(path, ck)
+    return t
+
+
 def test_checkpoint_contents(reference: Path) -> None:
     ck = read_checkpoint(reference / CHECKPOINT)  # weights_only: plain tensors and values
     assert ck["config"]["method"] == "df" and ck["config"]["hidden"] == [64, 64]
@@ -120,7 +131,7 @@ def test_checkpoint_contents(reference: Path) -> None:
     assert set(ck["rng"]) == {"torch", "gen", "python", "numpy"}
     t = load_run(reference)
     opts = ck["learner"]["optimizers"]
-    assert set(opts) == {str(i) for i in t.learner.optimizers}  # every local optimiser
+    assert set(opts) == {str(i) for i in resumed(reference).learner.optimizers}  # every local optimiser
     for state in opts.values():
         assert state["state"], "an optimiser without state after 60 steps"
         assert all(int(s["step"]) == 60 for s in state["state"].values())
@@ -134,8 +145,7 @@ def test_failed_checkpoint_write_keeps_the_old_one(reference: Path, tmp_path: Pa
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = (run / CHECKPOINT).read_bytes()
-    t = load_run(run)
-    t.out = run
+    t = resumed(run)
 
     def disk_full(obj: object, f: io.BufferedWriter) -> None:
         f.write(b"PK\x03\x04 half a checkpoint")
@@ -152,8 +162,7 @@ def test_nonfinite_weights_never_replace_a_good_checkpoint(reference: Path, tmp_
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = (run / CHECKPOINT).read_bytes()
-    t = load_run(run)
-    t.out = run
+    t = resumed(run)
     with torch.no_grad():
         next(t.net.layers[1].parameters()).view(-1)[5] = math.inf
     with pytest.raises(TrainingError, match="layer 1 has non-finite values"):
@@ -240,13 +249,13 @@ def test_hard_negatives_train_and_resume_exactly(data_root: Path, tmp_path: Path
     assert rc == 0, err
     assert metrics(part) == metrics(ref)
     a, b = read_checkpoint(ref / CHECKPOINT)["learner"], read_checkpoint(part / CHECKPOINT)["learner"]
-    table = a["hard_negatives"]
-    assert torch.equal(table, b["hard_negatives"])
+    table = a["negatives"]["table"]
+    assert torch.equal(table, b["negatives"]["table"])
     assert table.shape == (3000, 10)
     # 2 epochs x 3000 samples, one negative each: at most 6000 entries, at least the 3000 of
     # epoch 2's draws (a revisited entry overwrites); a margin of exactly 0 is (almost) never measured
+    from fflearn.data import limit as _limit
     from fflearn.data import load_dataset
-    from fflearn.trainer import _limit
 
     y = _limit(load_dataset("mnist", data_root, download=False), 3000, 500).train_y.long()
     assert 3000 <= int(table.count_nonzero()) <= 6000

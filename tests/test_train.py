@@ -8,7 +8,8 @@ import math
 import pytest
 
 from fflearn.api import make_config
-from fflearn.trainer import Trainer, lr_at
+from fflearn.schedule import lr_at
+from fflearn.trainer import Trainer
 
 
 def test_schedules_by_hand() -> None:

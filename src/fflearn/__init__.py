@@ -6,6 +6,7 @@ backprop under one API::
     import fflearn
     cfg = fflearn.make_config(method="df", dataset="mnist", epochs=1)
     summary = fflearn.train(cfg)
+    model = fflearn.load(summary["run_dir"])   # a torch.nn.Module: model(images).argmax(1)
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # importing the ingredient modules fills the registries
-from . import goodness, labels, losses, methods, models, negatives, schemes  # noqa: E402,F401
-from .api import make_config, resume, train  # noqa: E402
+from . import data, goodness, labels, losses, methods, models, negatives, schedule, schemes  # noqa: E402,F401
+from .api import load, make_config, resume, train  # noqa: E402
+from .callbacks import Callback  # noqa: E402
 from .config import Config  # noqa: E402
 
-__all__ = ["Config", "__version__", "make_config", "resume", "train"]
+__all__ = ["Callback", "Config", "__version__", "load", "make_config", "resume", "train"]

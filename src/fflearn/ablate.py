@@ -21,7 +21,7 @@ ROWS = ["ff", "symba", "symba+apl", "symba+bn", "trifecta"]
 def run_ablation(dataset: str, epochs: int, model: str = "small", out: str | Path = "runs/ablation",
                  rows: list[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train each row with identical settings; returns one result dict per row."""
-    from .api import make_config
+    from .methods import make_config
     from .trainer import train
 
     out = Path(out)

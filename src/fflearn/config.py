@@ -4,6 +4,11 @@ A method (see :mod:`fflearn.methods`) is a named set of defaults for these field
 config file and command-line flags override them. The fully resolved config is written to the
 run folder as ``config.yaml``, and a checkpoint stores it too so that ``--resume`` can refuse a
 checkpoint of another method, model or dataset.
+
+Each field's comment is its documentation: ``fflearn train --help`` shows it, grouped by the
+section comments (:func:`field_help`, :func:`field_groups`). Fields that name an ingredient are
+validated against that ingredient's registry, so a plugin's registered name is as valid as a
+built-in one; plugin ingredients' own hyperparameters live in ``params``.
 """
 
 from __future__ import annotations
@@ -18,31 +23,38 @@ from typing import Any
 
 import yaml
 
+from . import registry as R
 from .errors import ConfigError
 
 
 @dataclass
 class Config:
-    # --- what to train -------------------------------------------------------------------
-    method: str = "df"  # named recipe from fflearn.methods (df, df-o, df-r, ff, symba, trifecta, ...)
-    dataset: str = "mnist"  # registered dataset name (mnist, fashion-mnist, cifar10, ...)
-    data_dir: str | None = None  # data root; None: $FFLEARN_DATA, then the standard places
+    # --- data ----------------------------------------------------------------------------
+    dataset: str = "mnist"  # registered dataset name: mnist, fashion-mnist, cifar10, cifar100, svhn, imagenette (aliases such as fmnist accepted)
+    data_dir: str | None = None  # data root; when given, the dataset must be there (None: $FFLEARN_DATA, the cache, system places)
     limit_train: int | None = None  # use only the first N training images (quick runs, tests)
     limit_test: int | None = None  # use only the first N test images
-    # --- network -------------------------------------------------------------------------
-    model: str = "mlp"  # mlp | small | large (Trifecta conv nets) | any registered model
-    hidden: list[int] = field(default_factory=lambda: [1000, 1000, 1000])  # MLP widths
+    val_split: int = 0  # hold out N training images (a seeded draw) as a validation set: choose settings on it, not on test
+    crop: int = 0  # random-crop padding in pixels (0 = off)
+    rotation: float = 0.0  # random rotation range in degrees (0 = off)
+    flip: bool = False  # random horizontal flips
+    # --- model ---------------------------------------------------------------------------
+    model: str = "mlp"  # mlp | small | large (the Trifecta's conv nets) | any registered model
+    hidden: list[int] = field(default_factory=lambda: [1000, 1000, 1000])  # MLP layer widths
     width: float = 1.0  # channel scale factor of the conv nets
-    norm: str = "unit"  # pre-norm of each layer's input: unit (L2 length), ln, bn, none
-    # --- local learning ingredients ------------------------------------------------------
-    label_mode: str = "anchors"  # overlay (Hinton one-hot pixels), channel (Trifecta), anchors (DF one pass), head (LCP/BP classifier)
-    goodness: str = "mean_squares"  # goodness of activations: mean_squares | sum_squares (input-label modes)
+    norm: str = "unit"  # pre-norm of each layer's input: unit (L2 length, Hinton), ln, bn, none
+    # --- method ingredients --------------------------------------------------------------
+    method: str = "df"  # named recipe that sets the defaults of the other fields: df (= df-o), df-r, ff, symba, trifecta, lcp, bp, ...
+    label_mode: str = "anchors"  # how the label enters: overlay (Hinton one-hot pixels), channel (Trifecta map), anchors (DF one pass), head (LCP/BP classifier)
+    head: str = "auto"  # per-layer scoring head: auto (the label mode's own) | goodness | anchors | linear | a registered head
+    goodness: str = "mean_squares"  # goodness of activations (input-label modes): mean_squares | sum_squares
     anchor_goodness: str = "neg_sqdist"  # score of a sample for class c in anchor mode: neg_sqdist | cosine
-    head_pool: str = "avg"  # conv map -> vector for anchor/classifier heads: avg | avgmax | grid2 | grid3 | grid4 (NxN regions) | flat
-    negatives: str = "all"  # one (a random wrong label per sample) | all (the K-1 wrong labels) | hard (one, towards the labels hardest for that sample)
+    head_pool: str = "avg"  # conv map -> vector for anchor and linear heads: avg | avgmax | grid2 | grid3 | grid4 (NxN regions) | flat
+    head_bias: bool = True  # linear heads: a bias per class (false: a bias-free projection, as Mono-Forward)
+    negatives: str = "all"  # wrong labels per sample: one (uniform) | all (the K-1) | hard (one, towards the sample's hardest)
     hard_mix: float = 0.5  # negatives 'hard': share of draws spread uniformly over the wrong labels (exploration)
     hard_scale: float = 1.0  # negatives 'hard': a wrong label's weight is exp(scale * its last margin g_neg - g_pos)
-    loss: str = "npair"  # ff | symba | npair | ce
+    loss: str = "npair"  # local loss: ff | symba | npair | ce
     tau: float = 2.0  # FF threshold on the goodness
     alpha: float = 4.0  # SymBa scale of the goodness gap
     margin: float = 0.1  # DF margin m between positive and negative goodness
@@ -50,39 +62,39 @@ class Config:
     npair_form: str = "softplus"  # DF margin form: hinge (mean over negatives) | softplus (smooth max)
     npair_scale: float = 100.0  # DF softplus sharpness s: (1/s) log(1 + sum exp(s (m - gap)))
     peer_norm: float = 0.0  # weight of Hinton's peer normalisation (keeps every unit in use; 0 = off)
-    # --- update scheme -------------------------------------------------------------------
-    scheme: str = "greedy"  # greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
+    scheme: str = "greedy"  # update scheme: greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
     alternate: bool = False  # shift block boundaries every other batch (overlapping pairs)
-    feedback: str = "backprop"  # backprop | random: the cross-layer signal inside a block (DF-R)
+    feedback: str = "backprop"  # the cross-layer signal inside a block: backprop | random (DF-R, feedback alignment)
+    predict: str = "last"  # which layers vote at test time: last | all | from:N (layers N..)
     # --- optimisation --------------------------------------------------------------------
     epochs: int = 5  # passes over the training set
     batch_size: int = 128  # samples per step
     lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # Adam (decoupled, AdamW) weight decay
-    schedule: str = "constant"  # constant | cosine | step | trifecta500 (1e-3/5e-4/1e-4 at 40%/80%)
-    milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # step: fractions of epochs
-    gamma: float = 0.5  # step: lr factor at each milestone
+    weight_decay: float = 0.0  # decoupled (AdamW) weight decay; 0 = plain Adam
+    schedule: str = "constant"  # lr schedule: constant | cosine | step | trifecta500 (1e-3/5e-4/1e-4 at 40%/80%)
+    milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # schedule 'step': fractions of training
+    gamma: float = 0.5  # schedule 'step': lr factor at each milestone
     time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
-    # --- data pipeline -------------------------------------------------------------------
-    crop: int = 0  # random-crop padding in pixels (0 = off)
-    rotation: float = 0.0  # random rotation range in degrees (0 = off)
-    flip: bool = False  # random horizontal flips
-    # --- prediction ----------------------------------------------------------------------
-    predict: str = "last"  # which layers vote at test time: last | all | from:N (layers N..)
-    # --- machinery -----------------------------------------------------------------------
-    seed: int = 0  # seeds torch (data order, init, augmentation, negatives)
+    seed: int = 0  # seeds torch (data order, init, augmentation, negatives, validation split)
+    # --- run and output ------------------------------------------------------------------
+    out: str | None = None  # run folder; None: runs/<method>-<dataset>-<time>
+    checkpoint_every: int = 0  # also checkpoint every N steps (0 = only at epoch ends)
+    eval_every: int = 1  # evaluate every N epochs (and always after the last)
+    eval_test: bool = False  # with val_split: also score the test set at every evaluation, not only at the end
+    progress: bool = True  # a progress bar on a terminal (plain progress lines elsewhere); false: epoch lines only
+    log_every: float = 30.0  # seconds between progress lines when the output is not a terminal (0 = none)
+    tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
+    callbacks: list[str] = field(default_factory=list)  # registered callbacks to attach (plugins add their own)
+    plugins: list[str] = field(default_factory=list)  # modules imported before the run (recorded, so eval/resume/load import them too)
+    params: dict[str, Any] = field(default_factory=dict)  # hyperparameters that plugin ingredients declare (name: value)
+    # --- devices -------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default
     bf16: bool = False  # bf16 autocast for forward passes (CPU and GPU)
     channels_last: bool = False  # channels_last memory format for conv nets
     compile: bool = False  # torch.compile each layer
     deterministic: bool = False  # torch deterministic algorithms (bitwise repeatable on CPU)
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    out: str | None = None  # run folder; None: runs/<method>-<dataset>-<time>
-    checkpoint_every: int = 0  # also checkpoint every N steps (0 = only at epoch ends)
-    eval_every: int = 1  # evaluate the test set every N epochs (and always after the last)
-    progress: bool = True  # show a progress bar
-    tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
 
     # ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -90,14 +102,27 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        """Build a config from a mapping, rejecting unknown keys and wrong types by name."""
+        """Build a config from a mapping, rejecting unknown keys and wrong types by name.
+
+        A key that is not a field but a hyperparameter some registered ingredient declares
+        (:func:`fflearn.registry.declared_params`) goes into ``params``, as do the entries of a
+        ``params`` mapping."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        declared = R.declared_params(names)
+        extra = {k: v for k, v in d.items() if k not in names}
+        unknown = sorted(k for k in extra if k not in declared)
         if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+            hint = "; a plugin's hyperparameter needs its plugin imported first (--plugin MODULE)"
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}{hint if len(declared) else ''}")
         cfg = cls()
         for k, v in d.items():
-            setattr(cfg, k, coerce(k, v))
+            if k in names and k != "params":
+                setattr(cfg, k, coerce(k, v))
+        given = d.get("params") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"config field 'params' must be a mapping of name: value, got {given!r}")
+        params = {**given, **extra}
+        cfg.params = {k: _param(k, v, declared) for k, v in sorted(params.items())}
         return cfg
 
     def replace(self, **kw: Any) -> Config:
@@ -120,6 +145,10 @@ def coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"config field '{name}' must not be empty")
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     origin = typing.get_origin(base)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config field '{name}' must be a mapping, got {value!r}")
+        return dict(value)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             if isinstance(value, str):
@@ -129,6 +158,18 @@ def coerce(name: str, value: Any) -> Any:
         (item,) = typing.get_args(base)
         return [_scalar(name, item, v) for v in value]
     return _scalar(name, base, value)
+
+
+def _param(name: str, value: Any, declared: dict[str, tuple[Any, Any, str]]) -> Any:
+    """A plugin hyperparameter, checked against the declaring constructor's annotation (kept as
+    given when its plugin is not imported: a saved config can still be read and shown)."""
+    if name not in declared:
+        return value
+    typ, _, owner = declared[name]
+    try:
+        return _scalar(name, typ, value)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (a hyperparameter of {owner})") from None
 
 
 def _scalar(name: str, typ: Any, value: Any) -> Any:
@@ -161,37 +202,57 @@ def _scalar(name: str, typ: Any, value: Any) -> Any:
     return value
 
 
+# fields with a fixed set of values (the others that name an ingredient use REGISTRY_FIELDS)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "norm": ("unit", "ln", "bn", "none"),
-    "label_mode": ("overlay", "channel", "anchors", "head"),
-    "goodness": ("mean_squares", "sum_squares"),
-    "anchor_goodness": ("neg_sqdist", "cosine"),
-    "head_pool": ("avg", "avgmax", "grid2", "grid3", "grid4", "flat"),
-    "negatives": ("one", "all", "hard"),
     "npair_form": ("hinge", "softplus"),
     "feedback": ("backprop", "random"),
-    "schedule": ("constant", "cosine", "step", "trifecta500"),
 }
+
+# fields that name a registered ingredient: validated against the registry, so plugins count
+REGISTRY_FIELDS: dict[str, R.Registry[Any]] = {
+    "method": R.METHODS, "dataset": R.DATASETS, "model": R.MODELS, "norm": R.NORMS, "label_mode": R.LABELS,
+    "goodness": R.GOODNESS, "anchor_goodness": R.ANCHOR_GOODNESS, "head_pool": R.POOLS, "negatives": R.NEGATIVES,
+    "loss": R.LOSSES, "scheme": R.SCHEMES, "schedule": R.SCHEDULES,
+}
+
+
+def choices(name: str) -> list[str]:
+    """The values field ``name`` accepts today (registered names included), [] for free values."""
+    if name in CHOICES:
+        return list(CHOICES[name])
+    if name == "head":
+        return ["auto", *R.HEADS.names()]
+    if name in REGISTRY_FIELDS:
+        return REGISTRY_FIELDS[name].names()
+    return []
 
 
 def validate(cfg: Config) -> Config:
     """Reject out-of-range values and incompatible combinations, naming the field.
 
-    Registry names (method, dataset, model, loss, scheme) are checked where they are looked up,
-    which also happens before any training work.
+    Fields naming an ingredient are checked against its registry (REGISTRY_FIELDS), so the
+    names of registered plugins are valid too.
     """
 
     def bad(field_name: str, why: str) -> ConfigError:
         return ConfigError(f"config field '{field_name}' {why}")
 
-    for name, choices in CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise bad(name, f"must be one of {', '.join(choices)}; got {getattr(cfg, name)!r}")
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise bad(name, f"must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
+    for name, reg in REGISTRY_FIELDS.items():
+        if getattr(cfg, name) not in reg:
+            raise bad(name, f"must be one of {', '.join(reg.names()) or '(none registered)'}; got {getattr(cfg, name)!r}")
+    if cfg.head != "auto" and cfg.head not in R.HEADS:
+        raise bad("head", f"must be auto or one of {', '.join(R.HEADS.names())}; got {cfg.head!r}")
+    for cb in cfg.callbacks:
+        if cb not in R.CALLBACKS:
+            raise bad("callbacks", f"names an unknown callback {cb!r}; registered: {', '.join(R.CALLBACKS.names()) or '(none)'}")
     for name in ("lr", "tau", "alpha", "npair_scale", "width", "gamma"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v <= 0:
             raise bad(name, f"must be a positive finite number; got {v}")
-    for name in ("margin", "lam", "peer_norm", "weight_decay", "rotation", "time_budget"):
+    for name in ("margin", "lam", "peer_norm", "weight_decay", "rotation", "time_budget", "log_every"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
@@ -202,7 +263,7 @@ def validate(cfg: Config) -> Config:
     for name in ("epochs", "batch_size", "block_size", "eval_every"):
         if getattr(cfg, name) < 1:
             raise bad(name, f"must be at least 1; got {getattr(cfg, name)}")
-    for name in ("crop", "threads", "checkpoint_every"):
+    for name in ("crop", "threads", "checkpoint_every", "val_split"):
         if getattr(cfg, name) < 0:
             raise bad(name, f"must be >= 0; got {getattr(cfg, name)}")
     if not 0 <= cfg.seed < 2**32:  # numpy and the per-epoch order generators need it in range
@@ -280,3 +341,35 @@ def dump_yaml(cfg: Config, path: str | Path) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     os.replace(tmp, p)
+
+
+def _field_comments() -> tuple[dict[str, str], dict[str, str]]:
+    """Each field's trailing comment and its section (the ``# --- name ---`` line above it),
+    read from this file's source, so the docs, ``--help`` and the code cannot disagree."""
+    import inspect
+    import re
+
+    helps: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    section = ""
+    for line in inspect.getsource(Config).splitlines():
+        head = re.match(r"\s*# --- (.+?) -+\s*$", line)
+        if head:
+            section = head.group(1)
+            continue
+        m = re.match(r"\s{4}(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            helps[m.group(1)] = m.group(2).strip()
+            groups[m.group(1)] = section
+    return helps, groups
+
+
+FIELD_HELP, FIELD_GROUP = _field_comments()
+
+
+def field_groups() -> dict[str, list[str]]:
+    """Section name -> the fields in it, in declaration order."""
+    out: dict[str, list[str]] = {}
+    for f in dataclasses.fields(Config):
+        out.setdefault(FIELD_GROUP.get(f.name, "other"), []).append(f.name)
+    return out

@@ -13,11 +13,12 @@ Every function returns one value per sample (and per class for anchors); higher 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-from .config import CHOICES
-from .registry import GOODNESS
+from .registry import ANCHOR_GOODNESS, GOODNESS, POOLS
 
 
 def _flat(h: torch.Tensor) -> torch.Tensor:
@@ -36,8 +37,35 @@ def sum_squares(h: torch.Tensor) -> torch.Tensor:
     return _flat(h).float().pow(2).sum(1)
 
 
+@POOLS.register("avg")
+def _avg(h: torch.Tensor) -> torch.Tensor:
+    return h.mean((2, 3))
+
+
+@POOLS.register("avgmax")
+def _avgmax(h: torch.Tensor) -> torch.Tensor:
+    return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
+
+def _grid(n: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def pool(h: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(h, n).flatten(1)
+
+    return pool
+
+
+for _n in (2, 3, 4):
+    POOLS.register(f"grid{_n}", _grid(_n))
+
+
+@POOLS.register("flat")
+def _flat_map(h: torch.Tensor) -> torch.Tensor:
+    return h.flatten(1)
+
+
 def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
-    """Feature vector of a layer output: as is for (B, D); for (B, C, H, W), by ``pool``:
+    """Feature vector of a layer output: as is for (B, D); for (B, C, H, W), by ``pool`` (a name
+    in :data:`fflearn.registry.POOLS`):
 
     * ``avg``: global average pool, C features. Keeps anchors small (K x C) and the score
       translation-invariant, but an early layer's 32 channel means say little about the class.
@@ -49,16 +77,7 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
     """
     if h.dim() != 4:
         return h.float()
-    h = h.float()
-    if pool == "avg":
-        return h.mean((2, 3))
-    if pool == "avgmax":
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-    if pool.startswith("grid") and pool in CHOICES["head_pool"]:
-        return F.adaptive_avg_pool2d(h, int(pool[4:])).flatten(1)
-    if pool == "flat":
-        return h.flatten(1)
-    raise ValueError(f"unknown head pool {pool!r}; expected one of {CHOICES['head_pool']}")
+    return POOLS.get(pool)(h.float())
 
 
 def pooled_size(shape: tuple[int, ...], pool: str) -> int:
@@ -67,7 +86,7 @@ def pooled_size(shape: tuple[int, ...], pool: str) -> int:
     return pool_features(torch.zeros(1, *shape), pool).shape[1]
 
 
-@GOODNESS.register("neg_sqdist")
+@ANCHOR_GOODNESS.register("neg_sqdist")
 def neg_sqdist(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """Minus the mean squared distance of each feature vector to each anchor: (B, D), (K, D) -> (B, K).
 
@@ -81,7 +100,7 @@ def neg_sqdist(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return -dist / d
 
 
-@GOODNESS.register("cosine")
+@ANCHOR_GOODNESS.register("cosine")
 def cosine(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each feature vector with each anchor: (B, D), (K, D) -> (B, K)."""
     return F.normalize(z, dim=1) @ F.normalize(anchors.float(), dim=1).t()

@@ -18,10 +18,13 @@ from .registry import LABELS
 
 
 class LabelInjection(nn.Module):
-    """Base: ``conditions_input`` says whether the label is part of the input."""
+    """Base: ``conditions_input`` says whether the label is part of the input (K passes to
+    predict); ``default_head`` is the head (:data:`fflearn.registry.HEADS`) that scores a layer
+    under this injection when the config's ``head`` is ``auto``."""
 
     conditions_input = False
     extra_channels = 0
+    default_head = "goodness"
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return x
@@ -33,7 +36,7 @@ class Overlay(LabelInjection):
 
     conditions_input = True
 
-    def __init__(self, num_classes: int, value: float = 1.0, **_: object) -> None:
+    def __init__(self, num_classes: int, value: float = 1.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.value = value
@@ -54,7 +57,7 @@ class LabelChannel(LabelInjection):
     conditions_input = True
     extra_channels = 1
 
-    def __init__(self, num_classes: int, height: int = 32, width: int = 32, **_: object) -> None:
+    def __init__(self, num_classes: int, height: int = 32, width: int = 32) -> None:
         super().__init__()
         self.hw = (height, width)
         self.embed = nn.Embedding(num_classes, height * width)
@@ -67,10 +70,13 @@ class LabelChannel(LabelInjection):
 
 @LABELS.register("anchors")
 class NoInjection(LabelInjection):
-    """The input carries no label (anchor and classifier-head modes)."""
+    """The input carries no label; per-layer class anchors score all K classes (DF one pass)."""
 
-    def __init__(self, num_classes: int = 0, **_: object) -> None:
-        super().__init__()
+    default_head = "anchors"
 
 
-LABELS.register("head", NoInjection)
+@LABELS.register("head")
+class NoInjectionHead(NoInjection):
+    """The input carries no label; a classifier head scores all K classes (LCP, BP)."""
+
+    default_head = "linear"

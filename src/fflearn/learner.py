@@ -7,7 +7,6 @@ segments, so peak memory is that of the largest segment (the memory benefit of l
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,39 +14,43 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, TrainingError
-from .losses import CrossEntropyLoss, FFLoss, NPairMarginLoss, SymBaLoss
-from .models import Net
-from .negatives import HardNegatives, pos_neg
-from .registry import LOSSES, NEGATIVES
+from .models import Net, by_sample
+from .negatives import pos_neg
+from .registry import LOSSES, NEGATIVES, construct
 from .regularizers import PeerNormalization
+from .runtime import autocast
 from .schemes import Scheme, Segment
 
 
 def build_loss(cfg: Any) -> Any:
-    cls = LOSSES.get(cfg.loss)
-    if cls is FFLoss:
-        return FFLoss(cfg.tau)
-    if cls is SymBaLoss:
-        return SymBaLoss(cfg.alpha)
-    if cls is NPairMarginLoss:
-        return NPairMarginLoss(cfg.margin, cfg.lam, cfg.npair_form, cfg.npair_scale)
-    if cls is CrossEntropyLoss:
-        return CrossEntropyLoss()
-    return cls(cfg) if isinstance(cls, type) else cls
+    """The config's local loss, built by the registries' one rule."""
+    return construct(LOSSES, cfg.loss, cfg)
+
+
+def build_negatives(cfg: Any, num_classes: int, num_train: int | None, device: torch.device) -> Any:
+    """The config's negative sampler: a function, or a stateful sampler object (negatives.Sampler)."""
+    if num_train is None and getattr(NEGATIVES.get(cfg.negatives), "needs_indices", False):
+        raise ConfigError(f"negatives {cfg.negatives!r} keeps state per training sample: this entry point "
+                          "does not give the samples' indices; use negatives 'one' or 'all'")
+    return construct(NEGATIVES, cfg.negatives, cfg, num_classes=num_classes, num_train=num_train or 0, device=device)
 
 
 class StepStats:
     """Per-layer sums over an epoch (kept on the device, read once): loss, positive and negative
-    goodness, and the number of samples seen.
+    goodness, the share of support pairs (pairs inside the loss's margin, DF's support points;
+    losses without a margin leave it empty) and the number of samples seen.
 
     ``add`` only records a layer's tensors; ``flush`` (the learner calls it once per step) sums
     them into the totals with a dozen whole-step kernels. Accumulating layer by layer took ~33
     small operations per layer, a third of a BP step's operations: on a GPU, where a step of the
     conv nets is bound by kernel launches, every one of them costs about as much as a convolution."""
 
-    def __init__(self, n_layers: int, device: torch.device | str = "cpu") -> None:
+    ROWS = ("loss", "g_pos", "g_neg", "support", "n_loss")
+
+    def __init__(self, n_layers: int, device: torch.device | str = "cpu", margin: float | None = None) -> None:
         self.n_layers = n_layers
-        self.sums = torch.zeros(4, n_layers, dtype=torch.float64, device=device)  # loss, pos, neg, n_loss
+        self.margin = margin
+        self.sums = torch.zeros(len(self.ROWS), n_layers, dtype=torch.float64, device=device)
         self.count = torch.zeros(n_layers, dtype=torch.float64, device=device)
         self._rows: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         # (layers, which have a loss) -> (index tensor, loss mask) on the device: a step's pattern
@@ -70,11 +73,19 @@ class StepStats:
             self._patterns[key] = (torch.tensor(key[0], device=dev),
                                    torch.tensor(key[1], dtype=torch.float64, device=dev))
         idx, has_loss = self._patterns[key]
-        pos = torch.stack([r[1].float() for r in rows]).sum(1)
-        neg = torch.stack([r[2].float().mean(1) for r in rows]).sum(1)  # M may differ between layers
+        pos = torch.stack([r[1] for r in rows]).float()  # (L, B)
         zero = pos.new_zeros(())
         loss = torch.stack([zero if r[3] is None else r[3].float() for r in rows])
-        vals = torch.stack([loss.double() * b, pos.double(), neg.double(), has_loss * b])
+        if len({r[2].shape for r in rows}) == 1:  # the usual case: the layers share the batch's negatives
+            negs = torch.stack([r[2] for r in rows]).float()  # (L, B, M): one kernel per statistic
+            neg = negs.mean(2).sum(1)
+            inside = None if self.margin is None else (pos.unsqueeze(2) - negs < self.margin).double().mean((1, 2))
+        else:
+            neg = torch.stack([r[2].float().mean(1).sum() for r in rows])
+            inside = None if self.margin is None else torch.stack(
+                [(r[1].float().unsqueeze(1) - r[2].float() < self.margin).double().mean() for r in rows])
+        support = torch.zeros_like(has_loss) if inside is None else inside * b
+        vals = torch.stack([loss.double() * b, pos.sum(1).double(), neg.double(), support, has_loss * b])
         self.sums.index_add_(1, idx, vals)
         self.count.index_add_(0, idx, torch.full_like(has_loss, b))
 
@@ -87,7 +98,18 @@ class StepStats:
 
         pos, neg = avg(sums[1], count), avg(sums[2], count)
         sep = [None if p is None or q is None else p - q for p, q in zip(pos, neg, strict=True)]
-        return {"loss": avg(sums[0], sums[3]), "g_pos": pos, "g_neg": neg, "separation": sep}
+        support: list[float | None] = avg(sums[3], count) if self.margin is not None else [None] * self.n_layers
+        return {"loss": avg(sums[0], sums[4]), "g_pos": pos, "g_neg": neg, "separation": sep, "support": support}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"sums": self.sums.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        sums = state["sums"]
+        if sums.shape[0] == 4:  # a checkpoint from before the support row: insert it
+            sums = torch.cat([sums[:3], torch.zeros_like(sums[:1]), sums[3:]])
+        self.sums.copy_(sums)
+        self.count.copy_(state["count"])
 
 
 class Learner:
@@ -100,20 +122,14 @@ class Learner:
         self.cfg = cfg
         self.device = device
         self.loss_fn = build_loss(cfg)
+        # losses with a margin (DF's N-pair) log the share of support pairs per layer
+        self.margin: float | None = getattr(self.loss_fn, "margin", None)
         self.peer = PeerNormalization(cfg.peer_norm) if cfg.peer_norm > 0 else None
         self.k = net.num_classes
-        # negatives 'hard' keeps a margin per training sample and label: it needs the training set
-        # size here and each batch's sample indices in step()
-        self.hard: HardNegatives | None = None
-        if cfg.negatives == "hard":
-            if num_train is None:
-                raise ConfigError("negatives 'hard' keeps a margin per training sample: this entry point "
-                                  "does not give the samples' indices; use negatives 'one' or 'all'")
-            self.hard = HardNegatives(num_train, self.k, cfg.hard_mix, cfg.hard_scale, device)
-            self.sampler = None
-        else:
-            self.sampler = NEGATIVES.get(cfg.negatives)
-        # (deepest loss layer, g_pos, g_neg) of the last step, for the hard-negative table
+        self.sampler = build_negatives(cfg, self.k, num_train, device)
+        # a sampler object that learns from the goodness it gets the deepest loss layer's back
+        self.observes = hasattr(self.sampler, "observe")
+        self.needs_indices = bool(getattr(self.sampler, "needs_indices", False))
         self._deepest: tuple[int, torch.Tensor, torch.Tensor] | None = None
         n = len(net.layers)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
@@ -133,14 +149,16 @@ class Learner:
         # is written); on a CPU reading is free and each segment is checked before it steps.
         self.check_every = 32 if device.type == "cuda" else 1
         self._pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, layers, losses)
-        self.amp = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
-        )
+        self.amp = autocast(device, cfg.bf16)
         # called with the optimisers about to step, after their segment's backward (data parallel:
         # all-reduce their gradients); None on a single process
         self.grad_sync: Callable[[list[torch.optim.Optimizer]], None] | None = None
 
     # ------------------------------------------------------------------------------------
+    def new_stats(self) -> StepStats:
+        """Empty per-layer statistics for an epoch of this learner's net and loss."""
+        return StepStats(len(self.net.layers), self.device, self.margin)
+
     def set_lr(self, lr: float) -> None:
         for opt in self.optimizers.values():
             for g in opt.param_groups:
@@ -158,31 +176,33 @@ class Learner:
 
     def _scores(self, i: int, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.net.heads[i]
-        out = head(h)
+        g = by_sample(head, head(h).float(), len(y))
         if getattr(head, "all_classes", False):
-            return pos_neg(out.float(), y, neg)
-        g = out.float().view(neg.shape[1] + 1, len(y)).t()  # (B, 1+M): column 0 is the positive
-        return g[:, 0], g[:, 1:]
+            return pos_neg(g, y, neg)
+        return g[:, 0], g[:, 1:]  # (B, 1+M) label copies: column 0 is the positive
+
+    def negatives(self, y: torch.Tensor, generator: torch.Generator | None = None,
+                  idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's negative labels (B, M), never the true one."""
+        if self.needs_indices:
+            if idx is None:
+                raise ConfigError(f"negatives {self.cfg.negatives!r} needs each batch's sample indices: "
+                                  "call step(..., idx=...)")
+            return self.sampler(y, self.k, generator, idx=idx)
+        return self.sampler(y, self.k, generator)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int, stats: StepStats | None = None,
              generator: torch.Generator | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
         """One local-learning step on a normalised batch; returns the summed loss as a 0-d tensor
         on the device (read it with ``float()`` only when needed: on a GPU that waits for the step).
         ``idx``: the batch's indices in the training set (needed by negatives 'hard')."""
-        if self.hard is not None:
-            if idx is None:
-                raise ConfigError("negatives 'hard' needs each batch's sample indices: call step(..., idx=...)")
-            neg = self.hard.sample(idx, y, generator)
-        else:
-            assert self.sampler is not None
-            neg = self.sampler(y, self.k, generator)
+        neg = self.negatives(y, generator, idx)
         h = self._labelled_input(x, y, neg)
         self._deepest = None
         loss = self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
-        if self.hard is not None and self._deepest is not None:
-            assert idx is not None
+        if self.observes and self._deepest is not None:
             _, g_pos, g_neg = self._deepest
-            self.hard.update(idx, neg, g_pos, g_neg)
+            self.sampler.observe(idx, neg, g_pos, g_neg)
         return loss
 
     def run_segments(self, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor, segments: list[Segment],
@@ -201,7 +221,7 @@ class Learner:
                     h = self.net.layers[i](h, random_feedback=True) if fa else self.net.layers[i](h)
                     if i in seg.loss_layers:
                         g_pos, g_neg = self._scores(i, h, y, neg)
-                        if self.hard is not None:  # layers run in order: the last kept is the deepest
+                        if self.observes:  # layers run in order: the last kept is the deepest
                             self._deepest = (i, g_pos.detach(), g_neg.detach())
                     elif self.scheme.probes:  # e2e: a linear probe on detached features
                         g_pos, g_neg = self._scores(i, h.detach(), y, neg)
@@ -262,20 +282,18 @@ class Learner:
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"net": self.net.state_dict(),
                                  "optimizers": {str(k): o.state_dict() for k, o in self.optimizers.items()}}
-        if self.hard is not None:
-            state["hard_negatives"] = self.hard.table
+        sampler_state = self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}
+        if sampler_state:
+            state["negatives"] = sampler_state
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         for k, o in self.optimizers.items():
             load_optimizer(o, state["optimizers"][str(k)])
-        if self.hard is not None:
-            table = state["hard_negatives"]  # KeyError (a checkpoint of another config) is reported
-            if table.shape != self.hard.table.shape:
-                raise ValueError(f"hard-negative table {tuple(table.shape)} does not fit the training set "
-                                 f"{tuple(self.hard.table.shape)}")
-            self.hard.table.copy_(table)
+        if hasattr(self.sampler, "load_state_dict") and self.sampler.state_dict():
+            # KeyError (a checkpoint of another config) is reported by the caller
+            self.sampler.load_state_dict(state["negatives"])
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ so any loss can be paired with any negative sampler and label injection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,10 @@ class NPairMarginLoss:
     form: str = "softplus"
     scale: float = 100.0
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> NPairMarginLoss:
+        return cls(cfg.margin, cfg.lam, cfg.npair_form, cfg.npair_scale)
+
     def __call__(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         viol = self.margin - (g_pos.unsqueeze(1) - g_neg)
         if self.form == "hinge":
@@ -84,6 +89,7 @@ class CrossEntropyLoss:
         return torch.logsumexp(torch.cat([g_pos.unsqueeze(1), g_neg], 1), 1) - g_pos
 
 
-def support_fraction(g_pos: torch.Tensor, g_neg: torch.Tensor, margin: float) -> float:
-    """Share of (positive, negative) pairs inside the margin: DF's support points."""
-    return float((g_pos.unsqueeze(1) - g_neg < margin).float().mean())
+def support_fraction(g_pos: torch.Tensor, g_neg: torch.Tensor, margin: float) -> torch.Tensor:
+    """Share of (positive, negative) pairs inside the margin, DF's support points (a 0-d tensor:
+    the learner logs it per layer for every loss with a ``margin``, without a host read)."""
+    return (g_pos.unsqueeze(1) - g_neg < margin).float().mean()

@@ -21,8 +21,11 @@ and layer norm.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from .config import Config, load_yaml
+from .plugins import import_plugins
 from .registry import METHODS
 
 Recipe = Callable[[str], dict[str, Any]]
@@ -97,3 +100,23 @@ METHODS.register("bp", _head("e2e"))
 def method_defaults(method: str, model: str) -> dict[str, Any]:
     """Config fields that ``method`` sets for ``model`` (raises ConfigError for unknown names)."""
     return dict(METHODS.get(method)(model))
+
+
+def make_config(config_file: str | Path | None = None, **fields: Any) -> Config:
+    """Resolve a config: Config defaults < the method's recipe < ``config_file`` < ``fields``.
+
+    The recipe depends on the method and model, which may themselves come from the file or the
+    fields, so those two are read first.
+    """
+    from_file = load_yaml(config_file) if config_file else {}
+    given = {k: v for k, v in fields.items() if v is not None}
+    # plugins first: their names and hyperparameters are valid only once they are registered
+    plugins = list(dict.fromkeys([*from_file.get("plugins", []), *given.get("plugins", [])]))
+    if plugins:
+        given["plugins"] = import_plugins(plugins)
+    base = Config()
+    method = given.get("method", from_file.get("method", base.method))
+    model = given.get("model", from_file.get("model", base.model))
+    merged = {**method_defaults(str(method), str(model)), **from_file, **given}
+    merged["method"], merged["model"] = method, model
+    return Config.from_dict(merged)

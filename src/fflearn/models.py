@@ -19,7 +19,7 @@ from torch import nn
 
 from .feedback import fa_conv2d, fa_linear
 from .goodness import pool_features, pooled_size
-from .registry import GOODNESS, LABELS, MODELS
+from .registry import ANCHOR_GOODNESS, GOODNESS, HEADS, LABELS, MODELS, NORMS, construct
 
 
 class UnitNorm(nn.Module):
@@ -31,15 +31,15 @@ class UnitNorm(nn.Module):
         return (flat * scale).view_as(x)
 
 
+NORMS.register("unit", lambda shape: UnitNorm())
+NORMS.register("ln", lambda shape: nn.LayerNorm(list(shape)))
+NORMS.register("bn", lambda shape: nn.BatchNorm1d(shape[0]) if len(shape) == 1 else nn.BatchNorm2d(shape[0]))
+NORMS.register("none", lambda shape: nn.Identity())
+
+
 def make_norm(kind: str, shape: tuple[int, ...]) -> nn.Module:
-    """Pre-norm for a layer input of ``shape`` (C,) or (C, H, W)."""
-    if kind == "unit":
-        return UnitNorm()
-    if kind == "ln":
-        return nn.LayerNorm(list(shape))
-    if kind == "bn":
-        return nn.BatchNorm1d(shape[0]) if len(shape) == 1 else nn.BatchNorm2d(shape[0])
-    return nn.Identity()
+    """Pre-norm (a name in :data:`fflearn.registry.NORMS`) for a layer input of ``shape`` (C,) or (C, H, W)."""
+    return NORMS.get(kind)(shape)
 
 
 class Layer(nn.Module):
@@ -90,6 +90,7 @@ class Layer(nn.Module):
         return x
 
 
+@HEADS.register("goodness")
 class GoodnessHead(nn.Module):
     """Input-label modes: the score of a (sample, label) pair is the goodness of the activations."""
 
@@ -103,16 +104,17 @@ class GoodnessHead(nn.Module):
         return self.fn(h)
 
 
+@HEADS.register("anchors")
 class AnchorHead(nn.Module):
     """DF's one-pass reading: K learned class anchors; score = closeness of the features to each."""
 
     all_classes = True
 
-    def __init__(self, features: int, num_classes: int, goodness: str = "neg_sqdist",
-                 pool: str = "avg") -> None:
+    def __init__(self, features: int, num_classes: int, anchor_goodness: str = "neg_sqdist",
+                 head_pool: str = "avg") -> None:
         super().__init__()
-        self.fn = GOODNESS.get(goodness)
-        self.pool = pool
+        self.fn = ANCHOR_GOODNESS.get(anchor_goodness)
+        self.pool = head_pool
         # small random anchors: they start nearly equal and separate as the layer learns
         self.anchors = nn.Parameter(torch.randn(num_classes, features) * 0.01)
 
@@ -120,18 +122,26 @@ class AnchorHead(nn.Module):
         return self.fn(pool_features(h, self.pool), self.anchors)
 
 
+@HEADS.register("linear")
 class LinearHead(nn.Module):
-    """A local classifier proxy (LCP) or BP's output layer: linear map of the pooled features."""
+    """A local classifier proxy (LCP) or BP's output layer: linear map of the pooled features;
+    ``head_bias`` false gives a bias-free projection (Mono-Forward's M_i)."""
 
     all_classes = True
 
-    def __init__(self, features: int, num_classes: int, pool: str = "avg") -> None:
+    def __init__(self, features: int, num_classes: int, head_pool: str = "avg", head_bias: bool = True) -> None:
         super().__init__()
-        self.pool = pool
-        self.fc = nn.Linear(features, num_classes)
+        self.pool = head_pool
+        self.fc = nn.Linear(features, num_classes, bias=head_bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(pool_features(h, self.pool))
+
+
+def by_sample(head: nn.Module, scores: torch.Tensor, b: int) -> torch.Tensor:
+    """A head's output as (B, columns): all-class heads give (B, K) already; a goodness head gives
+    one score per row of a batch stacked as groups of B (one group per label copy), -> (B, groups)."""
+    return scores if getattr(head, "all_classes", False) else scores.view(-1, b).t()
 
 
 class Net(nn.Module):
@@ -188,14 +198,15 @@ MODELS.register("large", _conv([64, 128, 128, 128, 128, 256, 256, 256, 256, 512,
 
 def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
               pixel_value: float = 1.0) -> Net:
-    """Build the network a config describes, for images of ``in_shape`` (C, H, W)."""
+    """Build the network a config describes, for images of ``in_shape`` (C, H, W): the label
+    injection, the model's layers and one head per layer, each by the registries' one rule."""
     c, h, w = in_shape
-    mode = cfg.label_mode  # type: ignore[attr-defined]
-    label_cls = LABELS.get(mode)
-    label = label_cls(num_classes=num_classes, height=h, width=w, value=pixel_value)
+    label = construct(LABELS, cfg.label_mode, cfg, num_classes=num_classes, height=h, width=w,  # type: ignore[attr-defined]
+                      value=pixel_value)
     mlp = cfg.model == "mlp"  # type: ignore[attr-defined]
     shape: tuple[int, ...] = (c * h * w,) if mlp else (c + label.extra_channels, h, w)
     fb = cfg.feedback == "random"  # type: ignore[attr-defined]
+    head = cfg.head if cfg.head != "auto" else label.default_head  # type: ignore[attr-defined]
     layers: list[Layer] = []
     heads: list[nn.Module] = []
     for out, pool in MODELS.get(cfg.model)(cfg):  # type: ignore[attr-defined]
@@ -203,12 +214,6 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
                       peer_norm=cfg.peer_norm > 0)  # type: ignore[attr-defined]
         layers.append(layer)
         shape = layer.out_shape
-        pool = cfg.head_pool  # type: ignore[attr-defined]
-        feats = pooled_size(shape, pool)
-        if mode in ("overlay", "channel"):
-            heads.append(GoodnessHead(cfg.goodness))  # type: ignore[attr-defined]
-        elif mode == "anchors":
-            heads.append(AnchorHead(feats, num_classes, cfg.anchor_goodness, pool))  # type: ignore[attr-defined]
-        else:
-            heads.append(LinearHead(feats, num_classes, pool))
+        feats = pooled_size(shape, cfg.head_pool)  # type: ignore[attr-defined]
+        heads.append(construct(HEADS, head, cfg, features=feats, num_classes=num_classes, shape=shape))
     return Net(label, layers, heads, num_classes, flatten=mlp)

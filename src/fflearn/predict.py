@@ -6,12 +6,19 @@ anchor and head modes score all K classes from one label-free pass.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
 
-from .models import Net
+from .models import Net, by_sample
+from .runtime import autocast
+
+EVAL_BATCH = 1000  # images per evaluation batch (input-label modes: / K, since each runs K copies)
+
+
+def eval_batch_size(net: Net) -> int:
+    """Images per evaluation batch: input-label modes score K label copies of each image."""
+    return max(100, EVAL_BATCH // net.num_classes) if net.conditions_input else EVAL_BATCH
 
 
 @torch.no_grad()
@@ -27,8 +34,7 @@ def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     out = []
     for layer, head in zip(net.layers, net.heads, strict=True):
         h = layer(h)
-        s = head(h).float()
-        out.append(s if getattr(head, "all_classes", False) else s.view(k, b).t())
+        out.append(by_sample(head, head(h).float(), b))
     return out
 
 
@@ -59,7 +65,7 @@ def evaluate(net: Net, images: torch.Tensor, labels: torch.Tensor,
     n_layers = len(net.layers)
     vote = select_layers(rule, n_layers)
     correct = torch.zeros(n_layers + 1, dtype=torch.long, device=images.device)
-    amp = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    amp = autocast(images.device, bf16)
     for s in range(0, len(images), batch_size):
         x = normalize(images[s : s + batch_size])
         y = labels[s : s + batch_size]

@@ -19,8 +19,9 @@ losses of its ``loss_layers`` are used. That one idea covers:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .registry import SCHEMES
+from .registry import SCHEMES, construct
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class Blocks(Scheme):
         self.alternate = alternate
         self.feedback = feedback
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> Blocks:
+        return cls(cfg.block_size, cfg.alternate, cfg.feedback)
+
     def segments(self, step: int, n: int) -> list[Segment]:
         offset = self.size // 2 if (self.alternate and step % 2 == 1) else 0
         cuts = sorted({0, n, *range(offset or self.size, n, self.size)})
@@ -103,9 +108,7 @@ class EndToEnd(Scheme):
         return list(range(n)) if i == n - 1 else []
 
 
-def build_scheme(cfg: object) -> Scheme:
-    name = cfg.scheme  # type: ignore[attr-defined]
-    cls = SCHEMES.get(name)
-    if cls is Blocks:
-        return Blocks(cfg.block_size, cfg.alternate, cfg.feedback)  # type: ignore[attr-defined]
-    return cls()
+def build_scheme(cfg: Any) -> Scheme:
+    """The config's update scheme, built by the registries' one rule (a plugin scheme's
+    constructor parameters come from the config, as the built-ins' do)."""
+    return construct(SCHEMES, cfg.scheme, cfg)

@@ -1,7 +1,7 @@
 """Optional TensorBoard logging of the per-epoch records (config field ``tensorboard``).
 
 The trainer stays free of any logging backend: when ``tensorboard`` is true it calls
-:func:`attach`, which adds a hook to ``Trainer.hooks``. The hook writes every number of the
+:func:`attach`, which adds a callback to ``Trainer.callbacks``. It writes every number of the
 epoch record that ``metrics.jsonl`` also holds, so the two never disagree:
 
 * a scalar field (``loss``, ``test_accuracy``, ``seconds``, ...) as the tag of the same name;
@@ -14,43 +14,26 @@ the import is checked when the trainer is built, before any training work.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+from .callbacks import Callback, flat_record
 from .errors import ConfigError
 
 LOG_DIR = "tb"  # sub-folder of the run folder
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
-    """The loggable numbers of an epoch record as ``{tag: value}``.
-
-    Booleans, strings, ``None`` and non-finite values are skipped (TensorBoard charts numbers;
-    a missing evaluation is a gap, not a zero). ``epoch`` is the step, not a chart.
-    """
-    out: dict[str, float] = {}
-    for key, value in record.items():
-        if key == "epoch":
-            continue
-        if isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                if _number(v):
-                    out[f"{key}/layer{i}"] = float(v)
-        elif _number(value):
-            out[key] = float(value)
-    return out
+    """The loggable numbers of an epoch record as ``{tag: value}`` (those of ``metrics.csv``):
+    ``epoch`` is the step, not a chart."""
+    return {k: v for k, v in flat_record(record).items() if k != "epoch"}
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-class TensorBoardHook:
-    """A ``Trainer.hooks`` entry that writes each epoch record's scalars to ``log_dir``.
+class TensorBoardHook(Callback):
+    """A trainer callback that writes each epoch record's scalars to ``log_dir``.
 
     The writer is opened at the first record, so a trainer that is only loaded for evaluation
-    (:func:`fflearn.trainer.load_run`) leaves no empty event file behind.
+    (:func:`fflearn.runs.load_run`) leaves no empty event file behind.
     """
 
     def __init__(self, log_dir: str | Path, writer_cls: Any) -> None:
@@ -58,7 +41,7 @@ class TensorBoardHook:
         self._writer_cls = writer_cls
         self.writer: Any = None
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+    def on_epoch(self, trainer: Any, record: dict[str, Any]) -> None:
         if self.writer is None:
             self.writer = self._writer_cls(log_dir=str(self.log_dir))
         step = int(record.get("epoch", trainer.epoch))
@@ -87,7 +70,7 @@ def summary_writer_class() -> Any:
 
 
 def attach(trainer: Any) -> TensorBoardHook:
-    """Add a TensorBoard hook to ``trainer.hooks`` writing into ``trainer.out / "tb"``."""
+    """Add a TensorBoard callback to ``trainer.callbacks`` writing into ``trainer.out / "tb"``."""
     hook = TensorBoardHook(Path(trainer.out) / LOG_DIR, summary_writer_class())
-    trainer.hooks.append(hook)
+    trainer.callbacks.append(hook)
     return hook

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-from collections.abc import Sequence
 
 from . import SUBCOMMANDS
 
@@ -16,10 +14,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     bench_sub = p.add_subparsers(dest="bench", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"fflearn.bench.{name}").add_parser(bench_sub)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``fflearn bench ...`` as a function: the repository's ``bench/*.py`` scripts call this."""
-    from ..cli import main as fflearn_main
-
-    return fflearn_main(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -11,20 +11,18 @@ checkpoint writing), which the run's ``metrics.jsonl`` reports separately as ``e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import parse_overrides
 from ..errors import ConfigError
+from ..runfolder import write_json as _write_json
+from ..runtime import set_threads, sync
 
 MODEL_NAMES = ("mlp", "small", "large")
 
@@ -67,17 +65,14 @@ def check_positive(name: str, value: float | None, allow_zero: bool = False) -> 
 def setup_threads(threads: int) -> None:
     """Fix the CPU thread count before any work: an unset count differs between machines and
     makes figures incomparable (the README's first pitfall)."""
-    if threads < 0:
-        raise ConfigError(f"--threads must be >= 0; got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
 
 
 # --- configs and trainers ------------------------------------------------------------------
 def bench_config(args: argparse.Namespace, method: str, model: str, **extra: Any) -> Any:
     """The config a ``fflearn train`` with the same flags would resolve (method recipe first)."""
-    from ..api import make_config
     from ..config import validate
+    from ..methods import make_config
 
     fields: dict[str, Any] = dict(
         method=method, model=model, dataset=args.dataset, data_dir=args.data_dir,
@@ -106,66 +101,36 @@ def load_data(name: str, data_dir: str | None) -> Any:
 
 
 def make_trainer(cfg: Any) -> Any:
-    """A Trainer whose run folder is a throw-away temporary folder (a bench writes no run)."""
+    """A Trainer that writes no run folder and prints nothing (a bench only takes its steps)."""
     from ..trainer import Trainer
 
-    out = tempfile.mkdtemp(prefix="fflearn-bench-")
-    try:
-        return Trainer(cfg.replace(out=out), overwrite=True, dataset=load_data(cfg.dataset, cfg.data_dir))
-    finally:  # the Trainer checks and creates its folder; a bench never writes a run into it
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued device work: CUDA runs asynchronously, so a clock read without a
-    synchronise measures how fast kernels are *queued*, not run."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return Trainer(cfg, dataset=load_data(cfg.dataset, cfg.data_dir), write=False, verbose=False)
 
 
 class StepRunner:
-    """Takes training steps exactly as ``Trainer._train_epoch`` does: a batch of the epoch's
-    order, augmentation, clamping and normalisation on the device, the lr of the schedule, one
-    ``Learner.step`` with the epoch's statistics. Epochs roll over when the order runs out."""
+    """Training steps of ``fflearn train``'s own loop (:meth:`Trainer.train_steps`: the epoch's
+    order, augmentation, normalisation, the lr schedule, one ``Learner.step``), rolling over to
+    the next epoch when the order runs out, without its evaluations and checkpoints."""
 
     def __init__(self, trainer: Any) -> None:
-        from ..learner import StepStats
-
         self.t = trainer
         self.spe = trainer.steps_per_epoch()
-        self.stats = StepStats(len(trainer.net.layers), trainer.device)
-        self.order = trainer.epoch_order(trainer.epoch)
         trainer.net.train()
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        t, cfg = self.t, self.t.cfg
-        s = t.step_in_epoch
-        take = getattr(t, "batch_indices", None)  # the trainer's own batch slicing where it has one
-        idx = take(self.order, s) if take else self.order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-        x = t.norm(t.augment(t.data.train_x[idx].float(), generator=t.gen).clamp_(0, 255))
-        return x, t.data.train_y[idx], idx
+    def step(self) -> None:
+        self.steps(1)
 
-    def step(self) -> torch.Tensor:
-        from ..trainer import lr_at
-
-        t, cfg = self.t, self.t.cfg
-        x, y, idx = self.batch()
-        t.set_lr(lr_at(cfg, min(0.999999, (t.epoch * self.spe + t.step_in_epoch) / (cfg.epochs * self.spe))))
-        loss = t.learner.step(x, y, t.global_step, self.stats, generator=t.gen, idx=idx)
-        t.step_in_epoch += 1
-        t.global_step += 1
-        if t.step_in_epoch >= self.spe:
-            t.epoch += 1
-            t.step_in_epoch = 0
-            self.order = t.epoch_order(t.epoch)
-        return loss
+    def steps(self, n: int) -> None:
+        while n > 0:
+            n -= self.t.train_steps(limit=n)
+            if self.t.step_in_epoch >= self.spe:
+                self.t.next_epoch()
 
     def timed(self, steps: int) -> float:
         """Seconds for ``steps`` steps, the device synchronised before and after."""
         sync(self.t.device)
         t0 = time.perf_counter()
-        for _ in range(steps):
-            self.step()
+        self.steps(steps)
         sync(self.t.device)
         return time.perf_counter() - t0
 
@@ -207,7 +172,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def resolve(device: str) -> torch.device:
-    from ..trainer import resolve_device
+    from ..runtime import resolve_device
 
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}")
@@ -225,15 +190,7 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, Callab
 
 
 def write_json(path: str | None, payload: dict[str, Any]) -> None:
-    if not path:
-        return
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(payload, indent=2) + "\n")
-    except OSError as e:
-        raise ConfigError(f"cannot write --json {p}: {e.strerror or e}") from None
-    print(f"figures written to {p}")
+    _write_json(payload, path)
 
 
 def f0(v: float) -> str:

@@ -25,7 +25,9 @@ from .dataset import Dataset
 from .idx import MNIST, FashionMNIST, read_idx
 from .imagenette import Imagenette
 from .locate import ENV_VAR, cache_dir, data_roots, is_writable, writable_roots
+from .normalize import Normalizer
 from .source import Source
+from .splits import limit, split_validation
 from .svhn import SVHN
 
 __all__ = [
@@ -34,17 +36,20 @@ __all__ = [
     "Augment",
     "DataError",
     "Dataset",
+    "Normalizer",
     "Source",
     "cache_dir",
     "canonical_name",
     "data_roots",
     "find_data_dir",
+    "limit",
     "load_dataset",
     "random_crop",
     "random_flip",
     "random_rotation",
     "read_idx",
     "rotate",
+    "split_validation",
 ]
 
 log = logging.getLogger("fflearn.data")
@@ -53,31 +58,19 @@ for _source in (MNIST(), FashionMNIST(), Cifar10(), Cifar100(), SVHN(), Imagenet
     if _source.name not in DATASETS:
         DATASETS.register(_source.name, _source)
 
-ALIASES: dict[str, str] = {
-    "fmnist": "fashion-mnist",
-    "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist",
-    "cifar-10": "cifar10",
-    "cifar_10": "cifar10",
-    "cifar-100": "cifar100",
-    "cifar_100": "cifar100",
-    "imagenette2": "imagenette",
-}
+ALIASES = DATASETS.aliases  # the one alias table: fmnist -> fashion-mnist, cifar-10 -> cifar10, ...
 
 
 def canonical_name(name: str) -> str:
     """The registry name for ``name`` (aliases and letter case resolved where unambiguous)."""
-    if name in DATASETS:
-        return name
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    return key if key in DATASETS else name
+    return DATASETS.canonical(name)
 
 
 def find_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """The folder holding a complete copy of dataset ``name``, searched in lookup order.
 
-    Order: ``data_dir``, ``$FFLEARN_DATA``, the user cache folder, ``/usr/share/datasets``;
+    Order: ``data_dir`` alone when given, else ``$FFLEARN_DATA``, the user cache folder,
+    ``/usr/share/datasets``;
     within each root the usual layouts (``mnist/raw/``, ``MNIST/raw/``,
     ``cifar10/cifar-10-batches-bin/``, ...). None when no copy is found (or the loader is a
     plugin without a ``locate`` method).

@@ -1,9 +1,10 @@
 """Where fflearn looks for data, and where it may write downloads.
 
-Lookup order: the explicit ``data_dir`` (``--data-dir``), then ``$FFLEARN_DATA`` (may hold several
-folders separated by ``os.pathsep``), then the user cache folder (``$XDG_CACHE_HOME/fflearn`` or
-``~/.cache/fflearn``), then system-wide places such as ``/usr/share/datasets`` (where Debian's
-``dataset-fashion-mnist`` package installs). Within each root the loaders accept the common
+An explicit ``data_dir`` (``--data-dir``) is authoritative: the data is looked for (and
+downloaded) there only, so a run never silently trains on another copy. Without one, the lookup
+order is ``$FFLEARN_DATA`` (may hold several folders separated by ``os.pathsep``), then the user
+cache folder (``$XDG_CACHE_HOME/fflearn`` or ``~/.cache/fflearn``), then system-wide places such
+as ``/usr/share/datasets`` (where Debian's ``dataset-fashion-mnist`` package installs). Within each root the loaders accept the common
 layouts (``mnist/raw/``, torchvision's ``MNIST/raw/``, ``cifar-10-batches-bin/``, ...).
 """
 
@@ -45,11 +46,15 @@ def _dedupe(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+def _explicit(data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    return [Path(data_dir).expanduser()] if data_dir is not None and str(data_dir).strip() else []
+
+
 def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """All data roots in lookup order (existing or not)."""
-    roots: list[Path] = []
-    if data_dir is not None and str(data_dir).strip():
-        roots.append(Path(data_dir).expanduser())
+    """All data roots in lookup order (existing or not): only ``data_dir`` when it is given."""
+    roots = _explicit(data_dir)
+    if roots:
+        return roots
     roots += env_roots()
     roots.append(cache_dir())
     roots += STANDARD_ROOTS
@@ -57,10 +62,10 @@ def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
 
 
 def writable_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The roots a download may go to, in order: explicit dir, ``$FFLEARN_DATA``, cache."""
-    roots: list[Path] = []
-    if data_dir is not None and str(data_dir).strip():
-        roots.append(Path(data_dir).expanduser())
+    """The roots a download may go to, in order: the explicit dir alone, else ``$FFLEARN_DATA``, cache."""
+    roots = _explicit(data_dir)
+    if roots:
+        return roots
     roots += env_roots()
     roots.append(cache_dir())
     return _dedupe(roots)

@@ -191,25 +191,23 @@ def measure(method: str, model: str = "large", batch_size: int = 256, dataset: s
             seed: int = 0, data_dir: str | None = None, **fields: Any) -> dict[str, Any]:
     """Memory of one training step of ``method`` (see the module docstring for what is counted);
     ``fields`` override other config fields (e.g. norm)."""
-    from ..api import make_config
+    from ..build import build
     from ..config import validate
-    from ..learner import Learner
-    from ..models import build_net
-    from ..registry import MODELS
-    from ..schemes import build_scheme
-    from ..trainer import resolve_device
+    from ..methods import make_config
+    from ..runtime import resolve_device
 
     dataset = dataset or ("mnist" if model == "mlp" else "cifar10")
     cfg = validate(make_config(method=method, model=model, dataset=dataset, batch_size=batch_size,
                                width=width, hidden=hidden, device=device, progress=False, bf16=False, **fields))
-    MODELS.get(cfg.model)
     dev = resolve_device(cfg.device)
     in_shape, k = dataset_shape(dataset, data_dir)
     torch.manual_seed(seed)
-    net = build_net(cfg, in_shape, k).to(dev)
+    c = in_shape[0]  # a random batch of standard normal "images": the statistics do not matter here
+    parts = build(cfg, in_shape, k, torch.zeros(c), torch.ones(c), dev)
+    net, learner = parts.net, parts.learner
+    assert learner is not None
     net.train()
-    scheme = build_scheme(cfg)
-    learner = Learner(net, scheme, cfg, dev)
+    scheme = learner.scheme
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, *in_shape, generator=g).to(dev)
     y = torch.randint(0, k, (batch_size,), generator=g).to(dev)

@@ -126,7 +126,7 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
               heads: bool = True, **overrides: Any) -> list[dict[str, Any]]:
     """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir)."""
-    from ..trainer import load_run
+    from ..runs import load_run
 
     for k in kinds:
         if k not in LEVELS:

@@ -37,8 +37,8 @@ def scaled_lr(base_lr: float, batch_size: int) -> float:
 
 def online_configs(methods: list[str], batch_sizes: list[int], samples: int, **fields: Any) -> list[Any]:
     """One config per (method, batch size), validated before any training."""
-    from ..api import make_config
     from ..config import coerce, validate
+    from ..methods import make_config
     from ..registry import METHODS
 
     if samples < 1:
@@ -85,7 +85,7 @@ def run_online(methods: list[str], batch_sizes: list[int], samples: int = 60000,
         for cfg in cfgs:
             run_dir = Path(out) / f"{cfg.method}-b{cfg.batch_size}"
             t0 = time.perf_counter()
-            trainer = Trainer(cfg.replace(out=str(run_dir)), overwrite=True, dataset=data)
+            trainer = Trainer(cfg.replace(out=str(run_dir)), overwrite=True, dataset=data, verbose=False)
             summary = trainer.run()
             results.append({
                 "method": cfg.method, "batch_size": cfg.batch_size, "lr": cfg.lr,

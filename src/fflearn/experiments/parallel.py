@@ -43,8 +43,8 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
 
 def _check(args: argparse.Namespace) -> None:
     """Refuse what cannot run before starting anything (one clear line)."""
-    from ..api import make_config
-    from ..pipeline import check_pipeline
+    from ..methods import make_config
+    from ..parallel.pipeline import check_pipeline
 
     if args.ranks < 2:
         raise ConfigError(f"--ranks must be at least 2; got {args.ranks}")

@@ -21,9 +21,7 @@ single-process ``--resume`` or a pipeline over another number of ranks can use.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -33,23 +31,25 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import __version__
-from .config import Config, dump_yaml
-from .distributed import RankContext, maybe_die
-from .errors import ConfigError, FFLearnError, TrainingError
-from .learner import StepStats, load_optimizer
-from .models import Layer, Net
-from .predict import select_layers
-from .registry import MODELS
-from .schemes import Segment, build_scheme
-from .trainer import CHECKPOINT, Trainer, _print_epoch, _progress, _sync, atomic_save, atomic_write_text, lr_at
+from .. import __version__
+from ..checkpoint import first_line
+from ..config import Config
+from ..errors import ConfigError, FFLearnError, TrainingError
+from ..learner import StepStats, load_optimizer
+from ..models import Layer, Net, by_sample
+from ..predict import eval_batch_size, select_layers
+from ..registry import MODELS
+from ..runfolder import CHECKPOINT, atomic_save, atomic_write_text
+from ..runtime import autocast
+from ..schemes import Segment, build_scheme
+from ..trainer import Trainer
+from .data import check_multiprocess
+from .ranks import RankContext
 
 
 def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     """The static segments of ``cfg``'s scheme, or a ConfigError saying why it cannot be split."""
-    if cfg.negatives == "hard":  # the margins come from the last rank, the draws from the first
-        raise ConfigError("--pipeline does not support negatives 'hard' (its per-sample margins are measured "
-                          "on the last rank); use negatives 'one' or 'all', or train on one process")
+    check_multiprocess(cfg, "--pipeline")
     scheme = build_scheme(cfg)
     if not scheme.static():
         why = ("the Trifecta's alternating pairs (apl) move the segment boundaries every step"
@@ -188,12 +188,13 @@ def _to_cpu(obj: Any) -> Any:
 class PipelineTrainer(Trainer):
     """A Trainer that trains only this rank's segments, fed by the previous rank."""
 
-    def __init__(self, cfg: Config, ctx: RankContext, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(self, cfg: Config, ctx: RankContext, overwrite: bool = False, resume: bool = False,
+                 callbacks: list[Any] | None = None) -> None:
         check_pipeline(cfg, ctx.world)
         self.ctx = ctx
-        self.full_cfg = cfg
-        rank_cfg = cfg if ctx.is_main else cfg.replace(progress=False, tensorboard=False)
-        super().__init__(rank_cfg, overwrite=overwrite, resume=resume, readonly=not ctx.is_main)
+        rank_cfg = cfg if ctx.is_main else cfg.replace(tensorboard=False)
+        super().__init__(rank_cfg, overwrite=overwrite, resume=resume, write=ctx.is_main, verbose=ctx.is_main,
+                         callbacks=callbacks)
         n = len(self.net.layers)
         segs = self.learner.scheme.segments(0, n)
         groups = partition(segment_costs(self.net, segs), ctx.world)
@@ -202,13 +203,13 @@ class PipelineTrainer(Trainer):
         self.first, self.last = self.layer_ranges[ctx.rank]
         probe = torch.zeros(1, dtype=torch.long, device=self.device)
         gen = torch.Generator(device=self.device).manual_seed(0)  # leave self.gen's stream alone
-        assert self.learner.sampler is not None  # check_pipeline refused negatives 'hard'
-        self.sampler = self.learner.sampler
-        self.n_neg = int(self.sampler(probe, self.net.num_classes, gen).shape[1])
+        self.n_neg = int(self.learner.negatives(probe, gen).shape[1])  # stateless: check_pipeline made sure
         self.wire_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
         self.link = Link(ctx.rank, ctx.world, self.device)
         self.idle_seconds = 0.0
         self.bytes_per_step = 0.0
+        self._inbox: list[torch.Tensor] | None = None  # rank > 0: the message of the step at hand
+        self._clock = 0.0  # rank 0: the clock of the step at hand, sent with its message
 
     # --- set-up -----------------------------------------------------------------------------
     def rank_file(self, rank: int | None = None) -> Path:
@@ -239,7 +240,7 @@ class PipelineTrainer(Trainer):
             try:
                 state = torch.load(mine, map_location="cpu", weights_only=True)
             except Exception as e:  # damaged file: torch raises many kinds
-                raise FFLearnError(f"cannot read checkpoint {mine}: {str(e).strip().splitlines()[0]}") from None
+                raise FFLearnError(f"cannot read checkpoint {mine}: {first_line(e)}") from None
         key = None if state is None else (state["global_step"], state["pipeline"]["world_size"],
                                           [list(r) for r in state["pipeline"]["layer_ranges"]])
         keys: list[Any] = [None] * self.ctx.world
@@ -265,43 +266,22 @@ class PipelineTrainer(Trainer):
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step, self.train_seconds = state["global_step"], state["train_seconds"]
         if state.get("partial_stats") is not None:
-            self.partial_stats = StepStats(len(self.net.layers), self.device)
-            self.partial_stats.sums.copy_(state["partial_stats"]["sums"])
-            self.partial_stats.count.copy_(state["partial_stats"]["count"])
+            self.partial_stats = self.learner.new_stats()
+            self.partial_stats.load_state_dict(state["partial_stats"])
         if self.ctx.is_main:
             self.gen.set_state(state["gen"])
             self.metrics = state["metrics"]
             atomic_write_text("".join(json.dumps(m) + "\n" for m in self.metrics), self.out / "metrics.jsonl")
 
     def _load_merged(self, path: Path) -> None:
-        out = self.out
-        with contextlib.ExitStack() as stack:
-            if not self.ctx.is_main:  # load_checkpoint rewrites metrics.jsonl: only rank 0 may
-                self.out = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            try:
-                Trainer.load_checkpoint(self, path)
-            finally:
-                self.out = out
+        Trainer.load_checkpoint(self, path)  # only rank 0 (write) rewrites metrics.jsonl
         if self.partial_stats is not None:  # keep this rank's layers: the epoch's record sums ranks
             keep = torch.zeros(len(self.net.layers), dtype=torch.bool, device=self.device)
             keep[self.first : self.last] = True
             self.partial_stats.sums[:, ~keep] = 0
             self.partial_stats.count[~keep] = 0
 
-    # --- training -----------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        if self.ctx.is_main:
-            dump_yaml(self.full_cfg, self.out / "config.yaml")
-            if not (self.out / "metrics.jsonl").exists():
-                (self.out / "metrics.jsonl").write_text("")
-        self.net.train()
-        while self.epoch < self.cfg.epochs:
-            self._train_epoch()
-        summary = self.summary()
-        if self.ctx.is_main:
-            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.out / "summary.json")
-        return summary
-
+    # --- training: the pieces of the trainer's one loop -----------------------------------------
     def _rows(self, b: int, copies: int) -> int:
         """Rows of a layer's input for a batch of ``b``: input-label modes stack one copy per label."""
         return b * copies if self.net.conditions_input else b
@@ -313,83 +293,68 @@ class PipelineTrainer(Trainer):
     def _as_input(self, h: torch.Tensor) -> torch.Tensor:
         return h.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and h.dim() == 4 else h
 
-    def _train_epoch(self) -> None:
-        cfg, ctx, link = self.cfg, self.ctx, self.link
-        spe = self.steps_per_epoch()
-        b = cfg.batch_size
-        stats = self.partial_stats or StepStats(len(self.net.layers), self.device)
-        self.partial_stats = stats
-        order = self.epoch_order(self.epoch) if ctx.is_main else None
-        specs = [(self._act_shape(self._rows(b, 1 + self.n_neg)), self.wire_dtype),
-                 ((b, 1 + self.n_neg), torch.long)]
-        bar = _progress(cfg, spe, self.epoch, self.step_in_epoch)
+    def _specs(self) -> list[tuple[tuple[int, ...], torch.dtype]]:
+        """One training message: the activations, y and the negatives, rank 0's (clock, stop)."""
+        b = self.cfg.batch_size
+        return [(self._act_shape(self._rows(b, 1 + self.n_neg)), self.wire_dtype), ((b, 1 + self.n_neg), torch.long),
+                ((2,), torch.float64)]
+
+    def train_steps(self, limit: int | None = None) -> int:
+        """The trainer's loop, with the links started before and drained after."""
+        spe, link = self.steps_per_epoch(), self.link
         dist.barrier()  # all ranks start the clock together
-        _sync(self.device)
         link.wait_seconds = 0.0
         sent_before, msgs_before = link.bytes_sent, link.n_sent
-        t0 = time.perf_counter()
-        seconds = 0.0
-        done_before = self.step_in_epoch
         if link.prev is not None and self.step_in_epoch < spe:
-            link.post(specs)
-        while self.step_in_epoch < spe:
-            s = self.step_in_epoch
-            if order is not None:  # rank 0: the data, its augmentation and negatives, as one process
-                idx = self.batch_indices(order, s)
-                x = self.norm(self.augment(self.data.train_x[idx].float(), generator=self.gen).clamp_(0, 255))
-                y = self.data.train_y[idx]
-                neg = self.sampler(y, self.net.num_classes, self.gen)
-                h = self.learner._labelled_input(x, y, neg)
-            else:
-                h, labels = link.receive()
-                if s + 1 < spe:
-                    link.post(specs)  # batch s+1 arrives while this rank trains on batch s
-                y, neg = labels[:, 0], labels[:, 1:]
-                h = self._as_input(h)
-            self.set_lr(lr_at(cfg, (self.epoch * spe + s) / (cfg.epochs * spe)))
-            try:
-                loss, out = self.learner.run_segments(h, y, neg, self.segments, self.global_step, stats)
-            except TrainingError as e:
-                raise TrainingError(f"rank {ctx.rank} (layers {self.first}-{self.last - 1}), epoch {self.epoch + 1}, "
-                                    f"step {s + 1}/{spe}: {e}") from None
-            if link.next is not None:
-                link.send([out.detach().to(self.wire_dtype).contiguous(), torch.cat([y[:, None], neg], 1)])
-            self.step_in_epoch += 1
-            self.global_step += 1
-            maybe_die(ctx.rank, self.global_step)
-            if bar is not None:
-                bar.update(1)
-                if s % 20 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}")
-            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < spe:
-                _sync(self.device)
-                dt = time.perf_counter() - t0  # one clock read: both totals get the same interval
-                seconds += dt
-                self.train_seconds += dt
-                self.save_checkpoint()
-                t0 = time.perf_counter()
+            link.post(self._specs())
+        done = super().train_steps(limit)
+        t0 = time.perf_counter()
         link.flush()
-        _sync(self.device)
-        dt = time.perf_counter() - t0
-        seconds += dt
-        self.train_seconds += dt
+        self.train_seconds += time.perf_counter() - t0
         self.idle_seconds = link.wait_seconds
         self.bytes_per_step = (link.bytes_sent - sent_before) / max(1, link.n_sent - msgs_before)
-        if bar is not None:
-            bar.close()
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.partial_stats = None
-        record = self._epoch_record(stats, seconds, (spe - done_before) * b)
-        if ctx.is_main:
-            self.metrics.append(record)
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        self.save_checkpoint()
-        if ctx.is_main:
-            for hook in self.hooks:
-                hook(self, record)
-            _print_epoch(cfg, record)
+        return done
+
+    def decide(self, s: int, elapsed: float) -> tuple[float, bool]:
+        """Rank 0 decides on its own clock and tells the next rank with the step's message; the
+        others take the clock and the stop from the message they receive."""
+        link = self.link
+        if link.prev is None:
+            clock, stop = super().decide(s, elapsed)
+            if stop and link.next is not None:  # a message that only says stop
+                link.send([torch.zeros(spec[0], dtype=spec[1], device=self.device) for spec in self._specs()[:2]]
+                          + [torch.tensor([clock, 1.0], dtype=torch.float64, device=self.device)])
+            self._clock = clock
+            return clock, stop
+        self._inbox = link.receive()
+        clock, flag = (float(v) for v in self._inbox[2].tolist())
+        stop = flag > 0
+        if stop:
+            if link.next is not None:
+                link.send(self._inbox)
+        elif s + 1 < self.steps_per_epoch():
+            link.post(self._specs())  # batch s+1 arrives while this rank trains on batch s
+        return clock, stop
+
+    def take_step(self, s: int, stats: StepStats) -> torch.Tensor:
+        link = self.link
+        if link.prev is None:  # rank 0: the data, its augmentation and negatives, as one process
+            x, y, _ = self.batch(s)
+            neg = self.learner.negatives(y, self.gen)
+            h = self.learner._labelled_input(x, y, neg)
+            control = torch.tensor([self._clock, 0.0], dtype=torch.float64, device=self.device)
+        else:
+            assert self._inbox is not None
+            h, labels, control = self._inbox
+            y, neg = labels[:, 0], labels[:, 1:]
+            h = self._as_input(h)
+        try:
+            loss, out = self.learner.run_segments(h, y, neg, self.segments, self.global_step, stats)
+        except TrainingError as e:
+            raise TrainingError(f"rank {self.ctx.rank} (layers {self.first}-{self.last - 1}): {e}") from None
+        if link.next is not None:
+            link.send([out.detach().to(self.wire_dtype).contiguous(), torch.cat([y[:, None], neg], 1), control])
+        return loss
 
     def _epoch_record(self, stats: StepStats, seconds: float, samples: int) -> dict[str, Any]:
         """Per-layer statistics summed over the ranks (each filled its own layers); the epoch
@@ -416,11 +381,11 @@ class PipelineTrainer(Trainer):
         the activations on; correct counts and ensemble votes are summed over the ranks."""
         net, link, k = self.net, self.link, self.net.num_classes
         n = len(net.layers)
-        bs = 1000 if not net.conditions_input else max(100, 1000 // k)
+        bs = eval_batch_size(net)
         vote = set(select_layers(self.cfg.predict, n))
         was_training = net.training
         net.eval()
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.cfg.bf16 else contextlib.nullcontext()
+        amp = autocast(self.device, self.cfg.bf16)
         correct = torch.zeros(n, dtype=torch.float64, device=self.device)
         votes = torch.zeros(len(y), k, dtype=torch.float32, device=self.device)
         starts = list(range(0, len(y), bs))
@@ -448,8 +413,7 @@ class PipelineTrainer(Trainer):
             with amp:
                 for i in range(self.first, self.last):
                     h = net.layers[i](h)
-                    sc = net.heads[i](h).float()
-                    sc = sc if getattr(net.heads[i], "all_classes", False) else sc.view(k, b).t()
+                    sc = by_sample(net.heads[i], net.heads[i](h).float(), b)
                     correct[i] += (sc.argmax(1) == yb).sum()
                     if i in vote:
                         votes[s : s + b] += sc.log_softmax(1)
@@ -474,7 +438,7 @@ class PipelineTrainer(Trainer):
         st = self.partial_stats
         state: dict[str, Any] = {
             "fflearn_version": __version__,
-            "config": self.full_cfg.to_dict(),
+            "config": self.cfg.to_dict(),
             "pipeline": {"rank": self.ctx.rank, "world_size": self.ctx.world,
                          "layer_ranges": [list(r) for r in self.layer_ranges]},
             "net": {k: v for k, v in self.net.state_dict().items() if self._owns(k)},
@@ -482,7 +446,7 @@ class PipelineTrainer(Trainer):
                            if self.first <= i < self.last},
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "train_seconds": self.train_seconds,
-            "partial_stats": None if st is None else {"sums": st.sums, "count": st.count},
+            "partial_stats": None if st is None else st.state_dict(),
         }
         if self.ctx.is_main:
             state["gen"] = self.gen.get_state()
