@@ -112,12 +112,20 @@ def test_augment_rejects_bad_config(kwargs: dict) -> None:
 
 
 def test_global_rng_is_used_without_generator() -> None:
+    """Without a generator the global RNG drives the draws: the same seed gives the same batch, a
+    different seed another one, and the global stream moves on (it was used, not ignored)."""
     x = _batch()
+    aug = Augment(crop_padding=2, rotation=5, flip=True)
     torch.manual_seed(11)
-    a = Augment(crop_padding=2, rotation=5, flip=True)(x)
+    a = aug(x)
+    after = torch.get_rng_state()
     torch.manual_seed(11)
-    b = Augment(crop_padding=2, rotation=5, flip=True)(x)
-    assert torch.equal(a, b)
+    b = aug(x)
+    torch.manual_seed(12)
+    c = aug(x)
+    torch.manual_seed(11)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(after, torch.get_rng_state())
 
 
 def test_batch_of_512_is_fast() -> None:

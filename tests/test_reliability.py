@@ -25,6 +25,7 @@ import torch
 from fflearn.checkpoint import read_checkpoint, resume_config
 from fflearn.cli import main
 from fflearn.errors import FFLearnError, TrainingError
+from fflearn.learner import Learner
 from fflearn.registry import LOSSES
 from fflearn.runfolder import CHECKPOINT
 from fflearn.runs import load_run
@@ -187,8 +188,11 @@ SLOW_PLUGIN = """
 """
 
 
-def test_sigkill_mid_epoch_then_resume_is_exact(reference: Path, data_root: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_epoch_then_resume_is_exact(reference: Path, data_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "slowsteps.py").write_text(textwrap.dedent(SLOW_PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))  # the run records its plugin: the resume imports it too
+    monkeypatch.setattr(Learner, "step", Learner.step)  # undo the plugin's pacing after the test
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FFLEARN_NO_DOWNLOAD": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -216,6 +220,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(reference: Path, data_root: Path
 
     rc, err = cli("train", "--resume", str(run), "--progress", "false")
     assert rc == 0, err
+    assert read_checkpoint(run / CHECKPOINT)["config"]["plugins"] == ["slowsteps"]
     assert metrics(run) == metrics(reference)
     a, b = read_checkpoint(reference / CHECKPOINT), read_checkpoint(run / CHECKPOINT)
     for k, t in a["learner"]["net"].items():

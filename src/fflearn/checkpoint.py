@@ -15,6 +15,7 @@ import torch
 from .config import Config
 from .data import canonical_name
 from .errors import ConfigError, FFLearnError
+from .plugins import import_plugins
 from .runfolder import CHECKPOINT
 
 # fields a resumed run may not change: they define the network's parameters, what it learns from
@@ -88,6 +89,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None,
     own = [run_dir / c for c in candidates if (run_dir / c).exists()]
     path = own[0] if own else run_checkpoint(run_dir)
     ck = read_checkpoint(path, need=("config", "epoch") if own else RUN_KEYS)
+    import_plugins(ck["config"].get("plugins") or [])  # the run's own ingredients, before its config is read
     cfg = saved_config(ck, run_dir, **{k: v for k, v in (overrides or {}).items() if v is not None and k != "out"})
     check_compatible(ck["config"], cfg, path)
     if cfg.epochs < ck["epoch"]:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def pct(v: float | None, digits: int = 2) -> str:
-    """A fraction as a percentage ('-' for None)."""
-    return "-" if v is None else f"{100 * v:.{digits}f}%"
+def pct(v: float | None, digits: int = 2, unit: str = "%") -> str:
+    """A fraction as a percentage ('-' for None); ``unit=""`` where a column header says %."""
+    return "-" if v is None else f"{100 * v:.{digits}f}{unit}"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from ..config import parse_overrides
+from ..console import format_table
 from ..errors import ConfigError
-from ..runfolder import write_json as _write_json
 from ..runtime import set_threads, sync
 
 MODEL_NAMES = ("mlp", "small", "large")
@@ -181,16 +181,8 @@ def resolve(device: str) -> torch.device:
 
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, Callable[[Any], str]]]) -> None:
     """Print ``rows`` as an aligned table; ``columns`` are (key, header, formatter)."""
-    cells = [[h for _, h, _ in columns]]
-    for r in rows:
-        cells.append([fmt(r.get(k)) if r.get(k) is not None else "-" for k, _, fmt in columns])
-    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    for line in cells:  # first column (a name) to the left, figures to the right
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
-
-
-def write_json(path: str | None, payload: dict[str, Any]) -> None:
-    _write_json(payload, path)
+    print(format_table([h for _, h, _ in columns],
+                       [[fmt(r[k]) if r.get(k) is not None else None for k, _, fmt in columns] for r in rows]))
 
 
 def f0(v: float) -> str:
@@ -203,10 +195,6 @@ def f2(v: float) -> str:
 
 def f3(v: float) -> str:
     return f"{v:.3f}"
-
-
-def pct(v: float) -> str:
-    return f"{100 * v:.2f}%"
 
 
 def si(v: float) -> str:

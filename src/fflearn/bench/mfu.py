@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..console import pct
+from ..runfolder import write_json
 from . import common as c
 
 
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     c.print_table(payload["results"], [
         ("method", "method", str), ("model", "model", str), ("step_flops", "FLOP/step", c.si),
         ("step_seconds", "s/step", c.f3), ("flops_per_second", "FLOP/s", c.si),
-        ("peak_dtype", "peak", str), ("peak_flops", "peak FLOP/s", c.si), ("mfu", "MFU", c.pct),
+        ("peak_dtype", "peak", str), ("peak_flops", "peak FLOP/s", c.si), ("mfu", "MFU", pct),
     ])
-    c.write_json(args.json, payload)
+    write_json(payload, args.json)
     return 0

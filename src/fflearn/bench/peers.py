@@ -29,7 +29,9 @@ from typing import Any
 
 import torch
 
+from ..console import pct
 from ..errors import ConfigError
+from ..runfolder import write_json
 from . import common as c
 from .tta import time_to_target
 
@@ -219,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
             row["peer_run"] = r["status"]
         rows.append(row)
     c.print_table(rows, [
-        ("peer", "peer", str), ("peer_run", "peer run", str), ("target", "target acc", c.pct),
+        ("peer", "peer", str), ("peer_run", "peer run", str), ("target", "target acc", pct),
         ("peer_time", "peer time to target", str), ("ff_time", "fflearn time to target", str),
         ("speedup", "speedup", lambda v: f"{v:,.0f}x"),
     ])
-    c.write_json(args.json, payload)
+    write_json(payload, args.json)
     return 0

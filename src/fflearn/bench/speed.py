@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
+from ..runfolder import write_json
 from . import common as c
 
 
@@ -126,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
         ("images_per_second", "img/s", c.f0), ("step_ms", "ms/step", c.f2), ("ratio_to_bp", "ratio to BP", c.f2), ("ops_per_step", "ops/step", c.f0),
         ("parameters", "params", c.f0),
     ])
-    c.write_json(args.json, payload)
+    write_json(payload, args.json)
     return 0

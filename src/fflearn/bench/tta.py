@@ -14,7 +14,9 @@ import argparse
 import time
 from typing import Any
 
+from ..console import pct
 from ..errors import ConfigError
+from ..runfolder import write_json
 from . import common as c
 
 DEFAULT_TARGETS = {"mnist": 0.98, "fashion-mnist": 0.90}
@@ -113,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [{**r, "when": _when(r)} for r in payload["results"]]
     c.print_table(rows, [
         ("method", "method", str), ("model", "model", str), ("dataset", "dataset", str),
-        ("target", "target", c.pct), ("when", "time to target", str), ("steps", "steps", str),
-        ("epochs", "epochs", c.f2), ("best_accuracy", "best acc", c.pct), ("eval_seconds", "eval s", c.f2),
+        ("target", "target", pct), ("when", "time to target", str), ("steps", "steps", str),
+        ("epochs", "epochs", c.f2), ("best_accuracy", "best acc", pct), ("eval_seconds", "eval s", c.f2),
     ])
-    c.write_json(args.json, payload)
+    write_json(payload, args.json)
     return 0

@@ -34,8 +34,10 @@ from typing import Any
 import torch
 
 from ..config import coerce, parse_overrides
+from ..console import format_table
 from ..errors import ConfigError
-from .report import format_table, out_dir, write_json
+from ..runfolder import write_json
+from .report import out_dir
 
 MiB = 2**20
 

@@ -28,8 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..console import format_table
 from ..errors import ConfigError
-from .report import format_table, out_dir, write_json
+from ..runfolder import write_json
+from .report import out_dir
 
 LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise

@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..console import format_table
 from ..errors import ConfigError
-from .report import format_table, out_dir, write_json
+from ..runfolder import write_json
+from .report import out_dir
 
 REFERENCE_BATCH = 128
 

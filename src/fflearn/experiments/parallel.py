@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..console import format_table, pct
 from ..errors import ConfigError, FFLearnError
-from .report import format_table, write_json
+from ..runfolder import write_json
 
 
 def _train_argv(args: argparse.Namespace) -> list[str]:
@@ -103,14 +104,11 @@ def cmd_parallel(args: argparse.Namespace) -> int:
         one = _run("sequential (1 process x 1 thread)", [*base, "--threads", "1", "--out", str(root / "sequential-1thread")],
                    1, root / "sequential-1thread")
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.2f}"
-
-    rows = [[f"sequential, 1 x {args.threads} threads", f"{seq['epoch_seconds']:.2f}", pct(seq["accuracy"]), "-", "1.00"],
-            [f"pipeline, {args.ranks} x {per_rank} thread(s)", f"{pipe['epoch_seconds']:.2f}", pct(pipe["accuracy"]),
-             " / ".join(pct(f) for f in pipe["idle_fraction"]), f"{speedup:.2f}"]]
+    rows = [[f"sequential, 1 x {args.threads} threads", f"{seq['epoch_seconds']:.2f}", pct(seq["accuracy"], unit=""), "-", "1.00"],
+            [f"pipeline, {args.ranks} x {per_rank} thread(s)", f"{pipe['epoch_seconds']:.2f}", pct(pipe["accuracy"], unit=""),
+             " / ".join(pct(f, unit="") for f in pipe["idle_fraction"]), f"{speedup:.2f}"]]
     if one is not None:
-        rows.insert(1, ["sequential, 1 x 1 thread", f"{one['epoch_seconds']:.2f}", pct(one["accuracy"]), "-",
+        rows.insert(1, ["sequential, 1 x 1 thread", f"{one['epoch_seconds']:.2f}", pct(one["accuracy"], unit=""), "-",
                         f"{seq['epoch_seconds'] / one['epoch_seconds']:.2f}"])
     print()
     print(format_table(["run", "epoch s", "test acc %", "idle % per rank", "speedup"], rows))

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..console import format_table, pct
 from ..errors import FFLearnError
 
 # --- the seed papers' numbers (test accuracy, %) -------------------------------------------
@@ -52,28 +53,6 @@ def paper_numbers(method: str, dataset: str) -> list[tuple[str, float]]:
 
 
 # --- helpers shared by the experiment commands ---------------------------------------------
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False) -> str:
-    """A plain-text (aligned) or markdown table; floats as given, None as '-'."""
-    cells = [[("-" if v is None else str(v)) for v in r] for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in cells])
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` as indented JSON, with a one-line error when the file cannot be written."""
-    p = Path(path)
-    try:
-        if p.parent and not p.parent.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(obj, indent=2) + "\n")
-    except OSError as e:
-        raise FFLearnError(f"cannot write {p}: {e.strerror or e}") from None
-
-
 def out_dir(path: str | Path) -> Path:
     """Create an output folder (one-line error when impossible)."""
     p = Path(path)
@@ -82,10 +61,6 @@ def out_dir(path: str | Path) -> Path:
     except OSError as e:
         raise FFLearnError(f"cannot create output folder {p}: {e.strerror or e}") from None
     return p
-
-
-def pct(v: float | None, digits: int = 2) -> str | None:
-    return None if v is None else f"{100 * v:.{digits}f}"
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -133,10 +108,10 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     lines += ["## Runs", ""]
     rows = []
     for r in runs:
-        per = " / ".join(pct(a, 1) or "-" for a in r["per_layer_test_accuracy"])
+        per = " / ".join(pct(a, 1, "") for a in r["per_layer_test_accuracy"])
         train_n = f" (first {r['limit_train']} train images)" if r.get("limit_train") else ""
         rows.append([r["run"], r["method"], f"{r['dataset_label']}{train_n}", r["model"], r["epochs"],
-                     pct(r["test_accuracy"]), per, f"{r['train_seconds']:.1f}"])
+                     pct(r["test_accuracy"], unit=""), per, f"{r['train_seconds']:.1f}"])
     lines.append(format_table(["run", "method", "dataset", "model", "epochs", "test acc %",
                                "per-layer test acc %", "train s"], rows, markdown=True))
     lines += ["", "## Ours beside the papers", "",
@@ -147,7 +122,7 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     for r in runs:
         papers: list[tuple[str, float | None]] = [*paper_numbers(str(r["method"]), str(r["dataset"]))]
         for setting, acc in papers or [("(no paper number)", None)]:
-            rows.append([r["run"], r["method"], r["dataset_label"], pct(r["test_accuracy"]), setting,
+            rows.append([r["run"], r["method"], r["dataset_label"], pct(r["test_accuracy"], unit=""), setting,
                          None if acc is None else f"{acc:.2f}"])
     lines.append(format_table(["run", "method", "dataset", "ours %", "paper setting [source]", "paper %"],
                               rows, markdown=True))
