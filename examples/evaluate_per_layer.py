@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--plot", help="image file to write (default: RUN_DIR/per_layer.png)")
     p.add_argument("--json", help="also write the figures as JSON")
     p.add_argument("--data-dir", default=None, help="data root for the tiny run")
+    p.add_argument("--dataset", default="mnist", help="dataset of the tiny run (default mnist)")
     p.add_argument("--out", default="runs/examples/evaluate-per-layer", help="run folder of the tiny run")
     p.add_argument("--tiny", action="store_true", help=f"train a tiny run first when no RUN_DIR (also ${TINY_ENV}=1)")
     args = p.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_dir = args.out
         cfg = fflearn.make_config(
             method="df",
-            dataset="mnist",
+            dataset=args.dataset,
             hidden=[200, 200, 200],
             epochs=2,
             limit_train=1000,

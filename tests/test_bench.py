@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DATASET
 from fflearn.api import make_config
 from fflearn.bench.mfu import count_flops
 from fflearn.cli import main
@@ -33,7 +34,7 @@ def bench(*argv: str) -> tuple[int, str, str]:
 
 
 def common(root: Path, json_file: Path, dataset: bool = True) -> list[str]:
-    return [*(["--dataset", "mnist"] if dataset else []), "--data-dir", str(root), "--device", "cpu",
+    return [*(["--dataset", DATASET] if dataset else []), "--data-dir", str(root), "--device", "cpu",
             "--threads", "1", "--json", str(json_file)]
 
 
@@ -168,7 +169,9 @@ def test_tta_reaches_an_easy_target_and_reports_a_missed_one(data_root: Path, tm
     assert rc == 0 and not r["reached"] and r["seconds"] is None and "not reached" in out
 
 
-def test_peers_runs_the_mpezeshki_reimplementation_and_reports_missing_peers(data_root: Path, tmp_path: Path) -> None:
+def test_peers_runs_the_mpezeshki_reimplementation_and_reports_missing_peers(mnist_root: Path, tmp_path: Path) -> None:
+    """The peers' recipes are MNIST's: this one needs the real MNIST."""
+    data_root = mnist_root
     f = tmp_path / "peers.json"
     rc, out, _ = bench("peers", "--peers", "mpezeshki", "--peer-train", "500", "--peer-steps", "2",
                        "--peer-target", "0.3", "--limit-train", "1024", "--limit-test", "300", "--set", "hidden=64",

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DATASET
 from fflearn.cli import build_parser, main
 from fflearn.config import Config
 from fflearn.data import locate
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = ["train", "--method", "df", "--dataset", "mnist", "--model", "mlp", "--hidden", "32", "--epochs", "1",
+QUICK = ["train", "--method", "df", "--dataset", DATASET, "--model", "mlp", "--hidden", "32", "--epochs", "1",
          "--batch-size", "100", "--limit-train", "500", "--limit-test", "200", "--progress", "false",
          "--device", "cpu"]
 
@@ -167,7 +168,8 @@ def test_missing_data_without_download(tmp_path: Path) -> None:
     rc, err = cli(*QUICK, "--data-dir", str(empty), "--out", str(tmp_path / "run"))
     assert rc == 2
     first = err.splitlines()[0]
-    assert first.startswith("fflearn: error: MNIST data not found") and str(empty) in first
+    label = "MNIST" if DATASET == "mnist" else "Fashion-MNIST"
+    assert first.startswith(f"fflearn: error: {label} data not found") and str(empty) in first
     assert "Downloading was disabled" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists() and list(empty.iterdir()) == []
 
@@ -184,10 +186,14 @@ def test_unwritable_data_folders_are_reported(tmp_path: Path, monkeypatch: pytes
     assert not (tmp_path / "run").exists()
 
 
-def test_corrupt_mnist_file_is_named(tmp_path: Path, data_root: Path) -> None:
-    raw = tmp_path / "data" / "mnist" / "raw"
+def test_corrupt_data_file_is_named(tmp_path: Path, data_root: Path) -> None:
+    from fflearn.data import find_data_dir
+
+    raw = tmp_path / "data" / ("mnist/raw" if DATASET == "mnist" else "fashion-mnist")
     raw.mkdir(parents=True)
-    for f in (data_root / "mnist" / "raw").glob("*-ubyte.gz"):
+    folder = find_data_dir(DATASET, data_root)
+    assert folder is not None
+    for f in folder.glob("*-ubyte.gz"):
         shutil.copy(f, raw / f.name)
     bad = raw / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a truncated download

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import DATASET
 from fflearn.api import make_config
 from fflearn.models import build_net
 from fflearn.predict import layer_scores
@@ -88,13 +89,13 @@ def test_head_pool_sizes_the_heads(method: str, pool: str, feats: int) -> None:
 
 
 @pytest.mark.parametrize("method", ["trifecta", "df-o", "lcp"])
-def test_tiny_conv_run_learns(method: str, mnist_small, tmp_path) -> None:
+def test_tiny_conv_run_learns(method: str, real_small, tmp_path) -> None:
     from fflearn.trainer import train
 
-    cfg = make_config(method=method, model="small", width=0.125, dataset="mnist", epochs=2, batch_size=50,
+    cfg = make_config(method=method, model="small", width=0.125, dataset=DATASET, epochs=2, batch_size=50,
                       lr=3e-3, out=str(tmp_path / method), progress=False, crop=0, rotation=0.0)
-    s = train(cfg, dataset=mnist_small)
-    assert s["test_accuracy"] > 0.5, s  # chance is 0.1
+    s = train(cfg, dataset=real_small)
+    assert s["test_accuracy"] > 0.4, s  # chance is 0.1 (2 epochs of 2000 images)
     assert len(s["per_layer_test_accuracy"]) == 6
     lines = (tmp_path / method / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and "per_layer_separation" in json.loads(lines[-1])
@@ -111,17 +112,17 @@ def test_ablation_ordering_check() -> None:
     assert ordering_violations([r for r in res if r["method"] in ("ff", "trifecta")]) == []  # rows not run
 
 
-def test_ablate_runner_writes_table_csv_and_chart(mnist_small, tmp_path, monkeypatch) -> None:
+def test_ablate_runner_writes_table_csv_and_chart(real_small, tmp_path, monkeypatch) -> None:
     import sys
 
     from fflearn.ablate import run_ablation, write_outputs
 
     tr = sys.modules["fflearn.trainer"]
     real = tr.train
-    monkeypatch.setattr(tr, "train", lambda cfg, overwrite=False: real(cfg, overwrite, dataset=mnist_small))
-    res = run_ablation("mnist", 1, "small", tmp_path, rows=["ff", "trifecta"], width=0.1, limit_train=500,
+    monkeypatch.setattr(tr, "train", lambda cfg, overwrite=False: real(cfg, overwrite, dataset=real_small))
+    res = run_ablation(DATASET, 1, "small", tmp_path, rows=["ff", "trifecta"], width=0.1, limit_train=500,
                        batch_size=50, progress=False)
-    paths = write_outputs(res, tmp_path, "mnist", 1, "small", width=0.1)
+    paths = write_outputs(res, tmp_path, DATASET, 1, "small", width=0.1)
     md = paths[0].read_text()
     assert "| trifecta |" in md and "74.0" in md
     assert "`small` net at width 0.1, 1 epoch," in md

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DATASET
 from fflearn import make_config
 from fflearn.cli import main
 from fflearn.errors import ConfigError
@@ -38,7 +39,7 @@ from fflearn.parallel.pipeline import check_pipeline, partition, segment_costs
 HOOKS = str(Path(__file__).parent / "plugins" / "rank_hooks.py")
 
 HIDDEN = ["256", "256", "256", "256"]
-TRAIN = ["train", "--method", "df-o", "--dataset", "mnist", "--model", "mlp", "--hidden", *HIDDEN, "--epochs", "1",
+TRAIN = ["train", "--method", "df-o", "--dataset", DATASET, "--model", "mlp", "--hidden", *HIDDEN, "--epochs", "1",
          "--limit-train", "2000", "--limit-test", "1000", "--batch-size", "128", "--threads", "1", "--device", "cpu",
          "--progress", "false", "--dist-timeout", "60", "--schedule", "cosine"]
 
@@ -62,17 +63,17 @@ def _record(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sequential(tmp_path_factory: pytest.TempPathFactory, mnist_small) -> dict:
+def sequential(tmp_path_factory: pytest.TempPathFactory, real_small) -> dict:
     """The reference: the same run in one process with one thread."""
     from fflearn.trainer import Trainer
 
     out = tmp_path_factory.mktemp("seq")
-    cfg = make_config(method="df-o", dataset="mnist", model="mlp", hidden=[256] * 4, epochs=1, limit_train=2000,
+    cfg = make_config(method="df-o", dataset=DATASET, model="mlp", hidden=[256] * 4, epochs=1, limit_train=2000,
                       limit_test=1000, batch_size=128, threads=1, device="cpu", progress=False, out=str(out),
                       schedule="cosine")
     before = torch.get_num_threads()
     try:
-        Trainer(cfg, dataset=mnist_small).run()
+        Trainer(cfg, dataset=real_small).run()
     finally:
         torch.set_num_threads(before)
     return _record(out)
@@ -223,7 +224,7 @@ def test_hard_negatives_are_refused_across_processes() -> None:
     assert main(["train", "--method", "df-o", "--negatives", "hard", "--nproc", "2", "--out", "/nonexistent-x"]) == 2
 
 
-def test_grad_sync_hook_sees_each_segments_optimisers(mnist_small) -> None:
+def test_grad_sync_hook_sees_each_segments_optimisers(real_small) -> None:
     """The data-parallel hook point: after each segment's backward, before its optimisers step."""
     from fflearn.learner import Learner
     from fflearn.models import build_net
@@ -239,6 +240,6 @@ def test_grad_sync_hook_sees_each_segments_optimisers(mnist_small) -> None:
         assert all(p.grad is not None for o in opts for g in o.param_groups for p in g["params"])
 
     learner.grad_sync = hook
-    x = mnist_small.train_x[:16].float() / 255
-    learner.step(x, mnist_small.train_y[:16], 0)
+    x = real_small.train_x[:16].float() / 255
+    learner.step(x, real_small.train_y[:16], 0)
     assert calls == [[0], [1], [2]]

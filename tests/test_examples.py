@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import DATASET
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -37,7 +39,7 @@ def run_example(name: str, args: list[str], cwd: Path, data_root: Path, tiny_env
 def test_train_df_fashion_mnist(tmp_path: Path, data_root: Path) -> None:
     from fflearn.data import find_data_dir
 
-    if find_data_dir("fashion-mnist", data_root) is None:
+    if find_data_dir("fashion-mnist", data_root) is None and find_data_dir("fashion-mnist") is None:
         pytest.skip("Fashion-MNIST is not installed (scripts/setup.sh installs it)")
     out = tmp_path / "run"
     stdout = run_example("train_df_fashion_mnist.py", ["--out", str(out)], tmp_path, data_root)
@@ -54,7 +56,7 @@ def test_train_df_fashion_mnist(tmp_path: Path, data_root: Path) -> None:
 
 def test_custom_loss(tmp_path: Path, data_root: Path) -> None:
     out = tmp_path / "run"
-    stdout = run_example("custom_loss.py", ["--out", str(out)], tmp_path, data_root, tiny_env=True)
+    stdout = run_example("custom_loss.py", ["--out", str(out), "--dataset", DATASET], tmp_path, data_root, tiny_env=True)
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["loss"] == "sq-hinge" and cfg["margin"] == 0.5
     summary = json.loads((out / "summary.json").read_text())
@@ -67,7 +69,8 @@ def test_custom_loss(tmp_path: Path, data_root: Path) -> None:
 def test_evaluate_per_layer(tmp_path: Path, data_root: Path) -> None:
     out, fig, js = tmp_path / "run", tmp_path / "layers.png", tmp_path / "layers.json"
     stdout = run_example(
-        "evaluate_per_layer.py", ["--out", str(out), "--plot", str(fig), "--json", str(js)], tmp_path, data_root
+        "evaluate_per_layer.py", ["--out", str(out), "--plot", str(fig), "--json", str(js), "--dataset", DATASET],
+        tmp_path, data_root
     )
     report = json.loads(js.read_text())
     per_layer = report["per_layer_test_accuracy"]

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import fflearn
+from conftest import DATASET
 from fflearn import cli
 from fflearn.errors import ConfigError
 from fflearn.registry import DATASETS, LOSSES, METHODS
@@ -52,7 +53,7 @@ class HardestHinge:
 
 def mnist012(root: Path, download: bool) -> Dataset:
     """Digits 0, 1 and 2 of the real MNIST found under ``root``."""
-    full = load_dataset("mnist", root, download=False)
+    full = load_dataset("{DATASET}", root, download=False)
     tr, te = full.train_y < 3, full.test_y < 3
     return Dataset(name="mnist012", train_x=full.train_x[tr][:1500], train_y=full.train_y[tr][:1500],
                    test_x=full.test_x[te][:600], test_y=full.test_y[te][:600], num_classes=3,
@@ -62,7 +63,7 @@ def mnist012(root: Path, download: bool) -> Dataset:
 LOSSES.register("hardest-hinge", HardestHinge)
 DATASETS.register("mnist012", mnist012)
 METHODS.register("plugin-df", lambda model: {**method_defaults("df", model), "loss": "hardest-hinge", "margin": 0.5})
-'''
+'''.replace("{DATASET}", DATASET)
 
 NAMES = {LOSSES: "hardest-hinge", DATASETS: "mnist012", METHODS: "plugin-df"}
 
@@ -156,3 +157,77 @@ def test_plugin_flag_forms_and_errors(plugin: str, capsys: pytest.CaptureFixture
         "fflearn: error: cannot import plugin 'no_such_fflearn_plugin_module': "
         "No module named 'no_such_fflearn_plugin_module' (give a module on the Python path or a path to a .py file)"
     ]
+
+
+# --- one plugin of each ingredient kind, with a hyperparameter of its own -----------------------
+KINDS_FILE = str(Path(__file__).resolve().parents[1] / "examples" / "plugin_kinds.py")
+KINDS = [  # (flags selecting the ingredient and setting its hyperparameter, name, hyperparameter, value)
+    (["--method", "symba", "--loss", "focal-symba", "--focal-gamma", "1.5"], "focal-symba", "focal_gamma", 1.5),
+    (["--method", "df", "--negatives", "n-random", "--n-negatives", "3"], "n-random", "n_negatives", 3),
+    (["--method", "df", "--scheme", "first-alone", "--tail-block", "1"], "first-alone", "tail_block", 1),
+    (["--method", "symba", "--goodness", "power-mean", "--goodness-power", "3"], "power-mean", "goodness_power", 3.0),
+    (["--method", "symba", "--model", "small", "--width", "0.0625", "--label-mode", "random-pattern",
+      "--pattern-scale", "2"], "random-pattern", "pattern_scale", 2.0),
+    (["--method", "lcp", "--head", "cosine-linear", "--head-temperature", "5"], "cosine-linear", "head_temperature", 5.0),
+]
+
+
+@pytest.mark.parametrize(("flags", "name", "param", "value"), KINDS, ids=[k[1] for k in KINDS])
+def test_each_ingredient_kind_as_a_plugin_with_its_own_hyperparameter(
+        flags: list[str], name: str, param: str, value: float, data_root: Path, tmp_path: Path) -> None:
+    """Registered from outside the package, selected by name, its hyperparameter set by a flag:
+    it trains, the value reaches the constructor, config.yaml records it, a resume keeps it, and
+    a fresh process evaluates the run (importing the recorded plugin) to the reported accuracy."""
+    from fflearn.plugins import import_plugin
+
+    kinds = import_plugin(KINDS_FILE)
+    kinds.BUILT.clear()
+    run = tmp_path / "run"
+    base = ["train", "--plugin", KINDS_FILE, *flags, "--dataset", DATASET, "--data-dir", str(data_root),
+            "--limit-train", "600", "--limit-test", "300", "--batch-size", "50", "--hidden", "32,32",
+            "--epochs", "1", "--progress", "false", "--threads", "1", "--out", str(run)]
+    assert cli.main(base) == 0
+    assert (name, {param: value}) in kinds.BUILT  # the flag's value reached the ingredient
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["params"] == {param: value} and saved["plugins"] == [KINDS_FILE]
+    kinds.BUILT.clear()
+    assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--progress", "false"]) == 0
+    assert (name, {param: value}) in kinds.BUILT  # restored on resume
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["test_accuracy"] > 0.15  # above chance (0.1; 300 test images)
+    env = {**os.environ, "FFLEARN_NO_DOWNLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "fflearn", "eval", str(run), "--data-dir", str(data_root),
+                           "--json", str(tmp_path / "eval.json")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_a_plugin_hyperparameter_is_validated(data_root: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "--plugin", KINDS_FILE, "--method", "df", "--negatives", "n-random", "--dataset", DATASET,
+            "--data-dir", str(data_root),
+            "--out", str(tmp_path / "run")]
+    assert cli.main([*argv, "--n-negatives", "many"]) == 2
+    err = capsys.readouterr().err
+    assert "'n_negatives' must be an integer" in err and "negative sampler 'n-random'" in err
+    assert cli.main([*argv, "--n-negatives", "10"]) == 2  # the constructor's own check, as one line
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "n_negatives must be in [1, 9]" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_contributing_loss_example_runs(data_root: Path, tmp_path: Path) -> None:
+    """CONTRIBUTING.md's plugin example, as written there: its file, then its command (on a tiny
+    budget), in a fresh process."""
+    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    code = text.split("```python\n# myloss.py\n", 1)[1].split("```", 1)[0]
+    command = text.split("```bash\nfflearn train --plugin myloss.py", 1)[1].split("\n", 1)[0].split()
+    (tmp_path / "myloss.py").write_text(code)
+    env = {**os.environ, "FFLEARN_NO_DOWNLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "fflearn", "train", "--plugin", "myloss.py", *command,
+                           "--dataset", DATASET, "--data-dir", str(data_root), "--limit-train", "500", "--limit-test", "200", "--hidden", "32",
+                           "--epochs", "1", "--out", str(tmp_path / "run"), "--progress", "false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["loss"] == "focal-symba" and saved["params"] == {"focal_gamma": 1.5}

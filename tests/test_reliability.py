@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DATASET
 from fflearn.checkpoint import read_checkpoint, resume_config
 from fflearn.cli import main
 from fflearn.errors import FFLearnError, TrainingError
@@ -34,7 +35,7 @@ from fflearn.trainer import TIMING_KEYS, Trainer
 REPO = Path(__file__).resolve().parents[1]
 
 # 3000 images / batches of 100 = 30 steps per epoch; a checkpoint every 7 steps lands mid-epoch
-RUN = ["--method", "df", "--dataset", "mnist", "--model", "mlp", "--hidden", "64", "64", "--epochs", "2",
+RUN = ["--method", "df", "--dataset", DATASET, "--model", "mlp", "--hidden", "64", "64", "--epochs", "2",
        "--batch-size", "100", "--limit-train", "3000", "--limit-test", "500", "--progress", "false",
        "--device", "cpu", "--threads", "1", "--deterministic", "true", "--seed", "3",
        "--crop", "2"]  # random crops: the run draws from its generator, so resume must restore it
@@ -262,7 +263,7 @@ def test_hard_negatives_train_and_resume_exactly(data_root: Path, tmp_path: Path
     from fflearn.data import limit as _limit
     from fflearn.data import load_dataset
 
-    y = _limit(load_dataset("mnist", data_root, download=False), 3000, 500).train_y.long()
+    y = _limit(load_dataset(DATASET, data_root, download=False), 3000, 500).train_y.long()
     assert 3000 <= int(table.count_nonzero()) <= 6000
     assert (table.gather(1, y.unsqueeze(1)) == 0).all()  # the true label is never a negative
 
@@ -270,7 +271,7 @@ def test_hard_negatives_train_and_resume_exactly(data_root: Path, tmp_path: Path
 @pytest.mark.parametrize(("flag", "value", "field"), [
     ("--method", "symba", "method"),
     ("--model", "small", "model"),
-    ("--dataset", "fashion-mnist", "dataset"),
+    ("--dataset", "fashion-mnist" if DATASET == "mnist" else "mnist", "dataset"),
     ("--hidden", "32", "hidden"),
     ("--batch-size", "50", "batch_size"),
 ])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import fflearn
+from conftest import DATASET
 from fflearn import cli
 from fflearn.errors import ConfigError
 from fflearn.tensorboard import scalars
@@ -37,7 +38,7 @@ def test_scalars_flattens_a_record_by_hand() -> None:
     }
 
 
-def test_run_writes_the_epoch_records(tmp_path: Path, mnist_small) -> None:
+def test_run_writes_the_epoch_records(tmp_path: Path, real_small) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -53,7 +54,7 @@ def test_run_writes_the_epoch_records(tmp_path: Path, mnist_small) -> None:
         device="cpu",
         tensorboard=True,
     )
-    fflearn.train(cfg, dataset=mnist_small)
+    fflearn.train(cfg, dataset=real_small)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     acc = EventAccumulator(str(out / "tb"))
@@ -78,13 +79,13 @@ def test_run_writes_the_epoch_records(tmp_path: Path, mnist_small) -> None:
             assert math.isclose(e.value, want, rel_tol=1e-6, abs_tol=1e-6), (tag, e.value, want)
 
 
-def test_missing_tensorboard_is_one_clear_error(tmp_path: Path, mnist_small, data_root, monkeypatch, capsys) -> None:
+def test_missing_tensorboard_is_one_clear_error(tmp_path: Path, real_small, data_root, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
     cfg = fflearn.make_config(
         method="df", hidden=[32], epochs=1, out=str(tmp_path / "r"), progress=False, device="cpu", tensorboard=True
     )
     with pytest.raises(ConfigError, match=r"pip install fflearn\[tensorboard\]"):
-        fflearn.train(cfg, dataset=mnist_small)
+        fflearn.train(cfg, dataset=real_small)
     assert not (tmp_path / "r" / "config.yaml").exists()  # refused before the run started
     # the CLI prints that as one line and exits 2
     code = cli.main(
@@ -92,7 +93,7 @@ def test_missing_tensorboard_is_one_clear_error(tmp_path: Path, mnist_small, dat
             "train",
             "--tensorboard",
             "--dataset",
-            "mnist",
+            DATASET,
             "--data-dir",
             str(data_root),
             "--limit-train",

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from conftest import DATASET
 from fflearn.api import make_config
 from fflearn.schedule import lr_at
 from fflearn.trainer import Trainer
@@ -25,10 +26,10 @@ def test_schedules_by_hand() -> None:
         [1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4])
 
 
-def test_time_budget_stops_mid_epoch_and_evaluates(mnist_small, tmp_path) -> None:
+def test_time_budget_stops_mid_epoch_and_evaluates(real_small, tmp_path) -> None:
     cfg = make_config(method="df", epochs=50, hidden=[64, 64], time_budget=0.5, out=str(tmp_path / "r"),
                       progress=False, schedule="cosine")
-    t = Trainer(cfg, dataset=mnist_small)
+    t = Trainer(cfg, dataset=real_small)
     s = t.run()
     assert s["epochs"] < 50
     assert 0.5 <= s["train_seconds"] < 30
@@ -44,7 +45,7 @@ def test_mnist_mlp_run_learns_and_writes_a_complete_run_folder(data_root, tmp_pa
 
     out = tmp_path / "run"
     # the real MNIST subset through the full CLI path (data found via --data-dir)
-    assert main(["train", "--method", "df", "--dataset", "mnist", "--epochs", "2", "--limit-train", "3000",
+    assert main(["train", "--method", "df", "--dataset", DATASET, "--epochs", "2", "--limit-train", "3000",
                  "--limit-test", "1000", "--hidden", "256", "256", "--out", str(out), "--progress", "false",
                  "--data-dir", str(data_root)]) == 0
     summary = json.loads((out / "summary.json").read_text())

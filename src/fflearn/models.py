@@ -96,9 +96,9 @@ class GoodnessHead(nn.Module):
 
     all_classes = False
 
-    def __init__(self, goodness: str = "mean_squares") -> None:
+    def __init__(self, goodness: str = "mean_squares", cfg: object = None) -> None:
         super().__init__()
-        self.fn = GOODNESS.get(goodness)
+        self.fn = construct(GOODNESS, goodness, cfg)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fn(h)
@@ -111,9 +111,9 @@ class AnchorHead(nn.Module):
     all_classes = True
 
     def __init__(self, features: int, num_classes: int, anchor_goodness: str = "neg_sqdist",
-                 head_pool: str = "avg") -> None:
+                 head_pool: str = "avg", cfg: object = None) -> None:
         super().__init__()
-        self.fn = ANCHOR_GOODNESS.get(anchor_goodness)
+        self.fn = construct(ANCHOR_GOODNESS, anchor_goodness, cfg)
         self.pool = head_pool
         # small random anchors: they start nearly equal and separate as the layer learns
         self.anchors = nn.Parameter(torch.randn(num_classes, features) * 0.01)

@@ -118,7 +118,8 @@ DATASETS: Registry[DatasetLoader] = Registry("dataset", aliases={
 })
 
 # registries whose entries are built by ``construct`` (and may declare hyperparameters)
-BUILT: tuple[Registry[Any], ...] = (LOSSES, NEGATIVES, LABELS, HEADS, SCHEMES, NORMS, CALLBACKS)
+BUILT: tuple[Registry[Any], ...] = (LOSSES, NEGATIVES, LABELS, HEADS, SCHEMES, NORMS, CALLBACKS, GOODNESS,
+                                    ANCHOR_GOODNESS)
 
 
 def _params(obj: Any) -> list[inspect.Parameter]:
