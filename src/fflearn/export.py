@@ -8,6 +8,7 @@ shape with a float image batch in [0, 1]; the batch size stays free.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write --out {out}: {e.strerror or e}") from None
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns about Python numbers it keeps constant (a layer's width): they are constant
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if fmt == "torchscript":
             traced = torch.jit.trace(model, x, check_trace=False)
             traced.save(str(out))

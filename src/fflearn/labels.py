@@ -46,7 +46,7 @@ class Overlay(LabelInjection):
         shape = x.shape
         flat = x.flatten(1).clone()
         flat[:, : self.num_classes] = 0
-        flat[torch.arange(len(flat), device=x.device), labels] = self.value
+        flat[torch.arange(flat.shape[0], device=x.device), labels] = self.value
         return flat.view(shape)
 
 
@@ -64,7 +64,7 @@ class LabelChannel(LabelInjection):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         assert labels is not None
-        maps = self.embed(labels).view(len(labels), 1, *self.hw).to(x.dtype)
+        maps = self.embed(labels).view(labels.shape[0], 1, *self.hw).to(x.dtype)
         return torch.cat([x, maps], 1)
 
 

@@ -25,7 +25,7 @@ def eval_batch_size(net: Net) -> int:
 def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     """Scores (B, K) of every layer for a batch of normalised images."""
     k = net.num_classes
-    b = len(x)
+    b = x.shape[0]  # not len(x): a traced or exported model keeps the batch size free
     if net.conditions_input:
         labels = torch.arange(k, device=x.device).repeat_interleave(b)  # group c holds label c
         h = net.prepare(x.repeat((k,) + (1,) * (x.dim() - 1)), labels)
