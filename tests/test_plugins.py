@@ -231,3 +231,18 @@ def test_contributing_loss_example_runs(data_root: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["loss"] == "focal-symba" and saved["params"] == {"focal_gamma": 1.5}
+
+
+def test_plugin_anywhere_and_file_plugins_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", "--plugin", str(tmp_path / "missing.py"), "--print-config"]) == 2
+    assert capsys.readouterr().err.strip() == f"fflearn: error: cannot import plugin {str(tmp_path / 'missing.py')!r}: " \
+        f"no such file {tmp_path / 'missing.py'}"
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    assert cli.main(["--plugin", str(broken), "train", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "failed while importing: RuntimeError: boom" in err and "Traceback" not in err
+    # after the subcommand, and recorded in the resolved config
+    assert cli.main(["train", "--plugin", KINDS_FILE, "--loss", "focal-symba", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["plugins"] == [KINDS_FILE] and cfg["loss"] == "focal-symba"

@@ -70,3 +70,89 @@ def test_mnist_mlp_run_learns_and_writes_a_complete_run_folder(data_root, tmp_pa
     ev_all = json.loads(js.read_text())
     assert ev_all["predict"] == "from:0" and ev_all["per_layer_test_accuracy"] == ev["per_layer_test_accuracy"]
     assert main(["eval", str(out), "--data-dir", str(data_root), "--predict", "first"]) == 2  # a clear error
+
+
+# --- logs that work on a cluster ----------------------------------------------------------------
+def _train_cli(data_root, out, *extra: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FFLEARN_NO_DOWNLOAD": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "fflearn", "train", "--method", "df", "--dataset", DATASET,
+                           "--data-dir", str(data_root), "--limit-train", "1500", "--limit-test", "300",
+                           "--hidden", "32,32", "--batch-size", "50", "--epochs", "2", "--out", str(out), *extra],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_logs_outside_a_terminal_are_plain_lines(data_root, tmp_path) -> None:
+    """Piped to a file: no \\r frames; an epoch line each epoch and a progress line every
+    log_every seconds (here: every step) with the current loss; metrics.csv beside metrics.jsonl."""
+    proc = _train_cli(data_root, tmp_path / "run", "--log-every", "1e-6")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stdout and "\r" not in proc.stderr
+    epoch_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "test" in epoch_lines[-1]
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("epoch 1/2  step ")]
+    assert len(progress) >= 25 and all("loss " in ln for ln in progress)
+    losses = [float(ln.split("loss ")[1].split()[0]) for ln in progress]
+    assert losses[-1] < losses[0]  # the current loss, not one frozen at the first step
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and float(rows[1]["test_accuracy"]) == records[1]["test_accuracy"]
+    assert float(rows[0]["per_layer_loss/layer1"]) == records[0]["per_layer_loss"][1]
+
+
+def test_progress_false_keeps_the_epoch_lines_and_summary_has_provenance(data_root, tmp_path) -> None:
+    import torch
+
+    proc = _train_cli(data_root, tmp_path / "run", "--progress", "false", "--log-every", "1e-6")
+    assert proc.returncode == 0, proc.stderr
+    assert len([ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]) == 2
+    assert "step " not in proc.stderr  # no progress lines
+    prov = json.loads((tmp_path / "run" / "summary.json").read_text())["provenance"]
+    assert prov["torch"] == torch.__version__ and prov["plugins"] == []
+    assert prov["command"][1:3] == ["train", "--method"]
+    assert prov["git_commit"] is None or len(prov["git_commit"].split("+")[0]) == 40
+
+
+# --- the validation split -----------------------------------------------------------------------
+def test_split_validation_by_hand(real_small) -> None:
+    from fflearn.data import split_validation
+
+    rest, (vx, vy) = split_validation(real_small, 300, seed=3)
+    again, (vx2, _) = split_validation(real_small, 300, seed=3)
+    other, (vx3, _) = split_validation(real_small, 300, seed=4)
+    assert len(vy) == 300 and len(rest.train_y) == len(real_small.train_y) - 300
+    assert torch_equal(vx, vx2) and not torch_equal(vx, vx3)  # seeded
+    # disjoint, and together the whole training set (as a multiset of images)
+    key = lambda x: sorted(hash(bytes(im.numpy().tobytes())) for im in x)  # noqa: E731
+    assert key(list(vx) + list(rest.train_x)) == key(list(real_small.train_x))
+    assert torch_equal(rest.test_x, real_small.test_x)  # the test set is never touched
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def test_val_split_reports_validation_each_epoch_and_test_at_the_end(real_small, tmp_path) -> None:
+    cfg = make_config(method="df", hidden=[32], epochs=3, batch_size=50, val_split=500, out=str(tmp_path / "r"),
+                      progress=False)
+    t = Trainer(cfg, dataset=real_small, verbose=False)
+    assert len(t.data.train_y) == len(real_small.train_y) - 500 and len(t.val[1]) == 500
+    s = t.run()
+    recs = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_accuracy" in r and len(r["per_layer_val_accuracy"]) == 1 for r in recs)
+    assert ["test_accuracy" in r for r in recs] == [False, False, True]
+    assert s["val_accuracy"] == recs[-1]["val_accuracy"] and s["test_accuracy"] == recs[-1]["test_accuracy"]
+    assert s["val_images"] == 500 and recs[0]["samples_per_second"] > 0
+    assert recs[0]["step"] == (len(real_small.train_y) - 500) // 50  # trained on the rest only
+    every = make_config(method="df", hidden=[32], epochs=2, batch_size=50, val_split=500, eval_test=True,
+                        out=str(tmp_path / "e"), progress=False)
+    Trainer(every, dataset=real_small, verbose=False).run()
+    recs = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
+    assert all("test_accuracy" in r for r in recs)

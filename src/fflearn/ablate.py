@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .cliargs import add_bool
+
 # The Trifecta slides (Dooms 2023), CIFAR-10, 100 epochs, small net; vanilla as recreated there
 SLIDES_CIFAR10 = {"ff": 34.3, "symba": 55.7, "symba+apl": 61.4, "symba+bn": 64.7, "trifecta": 74.0}
 ROWS = ["ff", "symba", "symba+apl", "symba+bn", "trifecta"]
@@ -124,8 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--rows", help="comma-separated subset of " + ",".join(ROWS))
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--json", metavar="FILE")
-    p.add_argument("--progress", default="true")
+    add_bool(p, "--progress", "progress bar or lines", default=True)
     for k in ("limit-train", "limit-test", "batch-size", "lr", "device", "data-dir", "threads"):
         p.add_argument("--" + k, default=None)
-    p.add_argument("--bf16", action="store_true")
+    add_bool(p, "--bf16", "bf16 autocast")
     p.set_defaults(func=cmd_ablate)

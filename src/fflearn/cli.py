@@ -42,34 +42,58 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _help(name: str, default: Any) -> str:
-    text = FIELD_HELP.get(name, "")
+def _help(name: str, default: Any, recipe: str) -> str:
+    text = FIELD_HELP.get(name, "").replace("%", "%%")
     opts = choices(name)
     if opts and len(", ".join(opts)) < 90:
         text += f" {{{', '.join(opts)}}}"
-    return f"{text} [Config default: {default!r}; the method may set another, see --print-config]"
+    return f"{text} [default{recipe}: {default!r}]"
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
+def help_defaults(argv: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """The defaults ``--help`` shows: Config's, with the recipe of the ``--method``/``--model``
+    given on the same command line applied (``fflearn train --method df-o --model small --help``)."""
+    from .methods import method_defaults
+
+    def given(flag: str) -> str | None:
+        for i, a in enumerate(argv):
+            if a == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(flag + "="):
+                return a.split("=", 1)[1]
+        return None
+
+    base = Config()
+    method, model = given("--method") or base.method, given("--model") or base.model
+    try:
+        recipe = method_defaults(method, model)
+    except FFLearnError:
+        recipe = {}
+    return {**base.to_dict(), **recipe}, f" for method {method}, model {model}"
+
+
+def add_config_flags(p: argparse.ArgumentParser, argv: Sequence[str] = ()) -> None:
     """One flag per Config field, grouped by the config's sections, each with its field's comment as
-    help; values are type-checked by Config.from_dict, not argparse, so that a bad value gives the
-    same one-line message from a flag or a config file. Plugin hyperparameters get flags too."""
+    help and the default the method's recipe gives it; values are type-checked by Config.from_dict,
+    not argparse, so that a bad value gives the same one-line message from a flag or a config file.
+    Plugin hyperparameters get flags too."""
     hints = typing.get_type_hints(Config)
     fields = {f.name: f for f in dataclasses.fields(Config)}
+    defaults, recipe = help_defaults(argv)
     for section, names in field_groups().items():
         g = p.add_argument_group(GROUP_TITLES.get(section, section))
         for name in names:
             if name == "params":
                 continue
-            default = getattr(Config(), name)
+            default = defaults[name]
             if hints[name] is bool:
                 g.add_argument(_flag(name), dest=name, nargs="?", const="true", default=None, metavar="BOOL",
-                               help=_help(name, default))
+                               help=_help(name, default, recipe))
             elif typing.get_origin(hints[name]) is list:
                 g.add_argument(_flag(name), dest=name, nargs="+", default=None, type=str, metavar="VALUE",
-                               help=_help(name, default))
+                               help=_help(name, default, recipe))
             else:
-                g.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=_help(name, default))
+                g.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=_help(name, default, recipe))
     declared = declared_params(fields)
     if declared:
         g = p.add_argument_group("plugin hyperparameters")
@@ -188,7 +212,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = Parser(prog="fflearn", description="Forward-Forward-family local learning.")
     p.add_argument("--version", action="version", version=f"fflearn {__version__}")
     add_plugin_flag(p)
@@ -210,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layer-parallel pipeline over N processes (local methods with a static scheme)")
     g.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="a rank waiting longer than this on another stops with an error (default 300)")
-    add_config_flags(t)
+    add_config_flags(t, argv)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a trained run on its test set")
@@ -257,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         _load_plugins(argv)
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         args.argv = argv  # what launched ranks re-run
         args.plugins_given = plugin_names(argv)
         return int(args.func(args) or 0)

@@ -48,10 +48,22 @@ def list_value(values: str | Sequence[str]) -> list[str]:
     return [v for v in out if v]
 
 
+def _bool(v: str) -> bool:
+    try:
+        return bool_value("the value", v)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be true or false, got {v!r}") from None
+
+
 def add_bool(p: Any, flag: str, help: str, default: bool = False) -> None:
-    """A boolean flag in the shared syntax (``--x``, ``--x true``, ``--x false``)."""
-    p.add_argument(flag, nargs="?", const="true", default="true" if default else "false", metavar="BOOL",
-                   type=str, help=f"{help} (default {str(default).lower()})")
+    """A boolean flag in the shared syntax (``--x``, ``--x true``, ``--x false``); parsed to a bool."""
+    p.add_argument(flag, nargs="?", const=True, default=default, metavar="BOOL", type=_bool,
+                   help=f"{help} (default {str(default).lower()})")
+
+
+def add_list(p: Any, flag: str, help: str) -> None:
+    """A list flag in the shared syntax (``--x 1 2`` = ``--x 1,2``); parsed with :func:`list_value`."""
+    p.add_argument(flag, nargs="+", default=None, metavar="VALUE", help=f"{help} (spaces or commas)")
 
 
 def bool_value(name: str, value: Any) -> bool:

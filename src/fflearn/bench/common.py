@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..cliargs import add_bool
 from ..config import parse_overrides
 from ..console import format_table
 from ..errors import ConfigError
@@ -39,9 +40,9 @@ def add_common_args(p: argparse.ArgumentParser, methods: str, models: str, datas
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default 0: torch's own choice; say it, the figures depend on it)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (config field bf16)")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (conv models only)")
-    p.add_argument("--compile", action="store_true", help="torch.compile each layer (config field compile)")
+    add_bool(p, "--bf16", "bf16 autocast (config field bf16)")
+    add_bool(p, "--channels-last", "channels_last memory format (conv models only)")
+    add_bool(p, "--compile", "torch.compile each layer (config field compile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other config field, e.g. --set hidden=500,500 --set lr=2e-3 (repeatable)")

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ..cliargs import add_list, list_value
 from ..config import coerce, parse_overrides
 from ..console import format_table
 from ..errors import ConfigError
@@ -325,7 +326,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     if batch < 1:
         raise ConfigError(f"--batch-size must be at least 1; got {batch}")
     width = None if args.width is None else coerce("width", args.width)
-    hidden = None if args.hidden is None else coerce("hidden", args.hidden)
+    hidden = None if args.hidden is None else coerce("hidden", list_value(args.hidden))
     results = run_memory(methods, model=args.model, batch_size=batch, dataset=args.dataset, width=width,
                          hidden=hidden, device=args.device, data_dir=args.data_dir,
                          **parse_overrides(args.overrides))
@@ -357,7 +358,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--batch-size", default="256", help="batch size (default 256)")
     p.add_argument("--dataset", help="input shape of this dataset (default cifar10; mnist for mlp)")
     p.add_argument("--width", help="channel scale of the conv nets (default 1)")
-    p.add_argument("--hidden", help="MLP widths, e.g. 1000,1000,1000")
+    add_list(p, "--hidden", "MLP widths, e.g. 1000 1000 1000")
     p.add_argument("--device", default="cpu", help="cpu (count) or cuda (allocator peak); default cpu")
     p.add_argument("--data-dir", help="data root (only for datasets whose shape fflearn does not know)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cliargs import add_bool
 from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
@@ -216,8 +217,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--levels", default="5", help="number of noise levels L1..Ln, 1-5 (default 5)")
     p.add_argument("--draws", default="3", help="random draws per level (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
-    p.add_argument("--spare-heads", action="store_true",
-                   help="weight and quant noise on the layers only; heads, anchors and label maps stay exact")
+    add_bool(p, "--spare-heads", "weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
     p.add_argument("--data-dir", help="data root (default: the run's)")

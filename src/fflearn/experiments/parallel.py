@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..cliargs import add_bool, add_list, list_value
 from ..console import format_table, pct
 from ..errors import ConfigError, FFLearnError
 from ..runfolder import write_json
@@ -86,6 +87,7 @@ def _run(name: str, argv: list[str], threads: int, out: Path) -> dict[str, Any]:
 
 
 def cmd_parallel(args: argparse.Namespace) -> int:
+    args.hidden = list_value(args.hidden) if args.hidden else None
     if args.model == "mlp" and not args.hidden:
         args.hidden = ["2000", "2000", "2000", "2000"]
     _check(args)
@@ -139,7 +141,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("parallel", help="epoch time: one process vs a layer-parallel pipeline (DF Fig. 4B)")
     p.add_argument("--method", default="df-o", help="a local method with a static scheme (default df-o)")
     p.add_argument("--model", default="mlp", help="mlp | small | large (default mlp)")
-    p.add_argument("--hidden", nargs="+", default=None, help="MLP widths (default 2000 2000 2000 2000 for mlp)")
+    add_list(p, "--hidden", "MLP widths (default 2000 2000 2000 2000 for mlp)")
     p.add_argument("--width", type=float, help="channel scale of the conv nets")
     p.add_argument("--block-size", type=int, help="layers per DF-O block (default: the method's)")
     p.add_argument("--dataset", default="mnist")
@@ -151,8 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ranks", type=int, default=2, help="pipeline processes (default 2)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads of each run in total (default 2)")
-    p.add_argument("--also-one-thread", action="store_true",
-                   help="also time one process with one thread (what one pipeline stage has)")
+    add_bool(p, "--also-one-thread", "also time one process with one thread (what one pipeline stage has)")
     p.add_argument("--dist-timeout", type=float, default=300.0, help="seconds a rank may wait on another")
     p.add_argument("--out", metavar="DIR", help="folder of the two run folders (default: a temporary folder)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
