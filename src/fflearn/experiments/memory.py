@@ -281,21 +281,20 @@ def run_memory(methods: list[str], **kw: Any) -> list[dict[str, Any]]:
     return results
 
 
-def plot_memory(results: list[dict[str, Any]], path: Path) -> Path:
-    """Stacked bars of the memory components per method, with the ratio to BP on top."""
-    import matplotlib
+def plot_memory(results: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Stacked bars of the memory components per method (DF paper Fig. 4A), the ratio to BP on
+    top; PNG and PDF."""
+    from .figures import PALETTE, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     parts = [("saved_activation_bytes_peak", "saved activations (peak)"), ("param_bytes", "parameters"),
              ("buffer_bytes", "buffers"), ("grad_bytes", "gradients (peak)"), ("optimizer_bytes", "optimiser state")]
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(results) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(results) + 3.5), 4.5))
     names = [r["method"] for r in results]
     bottom = [0.0] * len(results)
-    for key, label in parts:
+    for k, (key, label) in enumerate(parts):
         vals = [r[key] / MiB for r in results]
-        ax.bar(names, vals, bottom=bottom, label=label)
+        ax.bar(names, vals, bottom=bottom, label=label, color=PALETTE[k])
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     for i, r in enumerate(results):
         top = r["peak_bytes"] / MiB
@@ -305,13 +304,10 @@ def plot_memory(results: list[dict[str, Any]], path: Path) -> Path:
             ax.plot([i - 0.4, i + 0.4], [top, top], "k--", lw=1)
     r0 = results[0]
     ax.set_ylabel("MiB")
-    ax.set_title(f"Training memory of one step: {r0['model']} net, batch {r0['batch_size']}")
+    ax.set_title(f"Memory of one training step\n{r0['model']} net, batch {r0['batch_size']}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.margins(y=0.15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.margins(y=0.2)
+    return save(fig, out, f"memory-{r0['model']}-b{r0['batch_size']}")
 
 
 def _mib(b: float) -> str:
@@ -342,9 +338,9 @@ def cmd_memory(args: argparse.Namespace) -> int:
                         "act_ratio", "arch_limit"], rows))
     print("act_ratio: peak saved activations / BP's; arch_limit: largest segment's saved activations / "
           "the whole layer stack's (layers only)")
-    out = out_dir(args.out)
-    png = plot_memory(results, out / f"memory-{r0['model']}-b{batch}.png")
-    print(png)
+    if args.out:  # figures only where asked for
+        for p in plot_memory(results, out_dir(args.out)):
+            print(p)
     if args.json:
         write_json({"results": results, "model": r0["model"], "batch_size": batch, "dataset": r0["dataset"],
                     "device": args.device, "measure": r0["measure"]}, args.json)
@@ -364,5 +360,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="other config fields of every method, e.g. --set block_size=3")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    p.add_argument("--out", default="runs/experiments", metavar="DIR", help="folder of the bar chart")
+    p.add_argument("--out", metavar="DIR", help="write the bar chart (PNG and PDF) into DIR (default: no figure)")
     p.set_defaults(func=cmd_memory)

@@ -149,24 +149,23 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
 
 
 def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per kind: mean accuracy (+- std) against level, every run overlaid."""
-    import matplotlib
+    """One figure per kind (DF paper Fig. 4C-E): mean accuracy (+- sd) against level, every run
+    overlaid; PNG and PDF."""
+    from .figures import pyplot, save, style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+    plt = pyplot()
+    paths: list[Path] = []
     unit = {"weight": "sigma", "quant": "bits", "activation": "sigma"}
     title = {"weight": "Device variation: w(1 + sigma eps)", "quant": "Limited precision: k-bit weights",
              "activation": "Read noise on layer outputs: + sigma std(a) eps"}
     for kind in dict.fromkeys(r["kind"] for r in results):
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         rows = [r for r in results if r["kind"] == kind]
-        for run in dict.fromkeys(r["run"] for r in rows):
+        for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):
             rr = sorted((r for r in rows if r["run"] == run), key=lambda r: r["level"])
             label = run if rr[0]["method"] in run else f"{run} ({rr[0]['method']})"
             ax.errorbar([r["level"] for r in rr], [100 * r["mean_accuracy"] for r in rr],
-                        yerr=[100 * r["std_accuracy"] for r in rr], marker="o", capsize=3, label=label)
+                        yerr=[100 * r["std_accuracy"] for r in rr], capsize=3, label=label, **style(i))
         lv = sorted({(r["level"], r["value"]) for r in rows}, key=lambda t: t[0])
         ax.set_xticks([v[0] for v in lv])
         ax.set_xticklabels(["0\nclean" if v is None else f"L{n}\n{unit[kind]} {v:g}" for n, v in lv], fontsize=8)
@@ -174,11 +173,7 @@ def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_title(title[kind])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"noise-{kind}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths += save(fig, out, f"noise-{kind}")
     return paths
 
 
@@ -202,8 +197,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
     print("test accuracy (%) under noise, mean±std over draws; levels: "
           + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
     print(format_table(headers, table))
-    for p in plot_noise(results, out_dir(args.out)):
-        print(p)
+    if args.out:  # figures only where asked for
+        for p in plot_noise(results, out_dir(args.out)):
+            print(p)
     if args.json:
         write_json({"results": results, "levels": {k: LEVELS[k][:levels] for k in kinds}, "draws": draws,
                     "spare_heads": bool(args.spare_heads)}, args.json)
@@ -222,5 +218,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
     p.add_argument("--data-dir", help="data root (default: the run's)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    p.add_argument("--out", default="runs/experiments", metavar="DIR", help="folder of the plots")
+    p.add_argument("--out", metavar="DIR", help="write the noise curves (PNG and PDF) into DIR (default: no figures)")
     p.set_defaults(func=cmd_noise)

@@ -1,13 +1,14 @@
 """``fflearn plot RUN_DIR...``: training curves of one or more runs, from their metrics.jsonl.
 
-Three PNGs, with every run overlaid (one colour per run, darker = deeper layer):
+Figures, each as PNG and PDF, into ``--out`` (default: beside the first run, in its folder):
 
-* ``accuracy.png``: test accuracy of every layer over epochs (DF paper Fig. 3, left);
-* ``separation.png``: average goodness separation g_pos - g_neg on training data per layer over
-  epochs (DF paper Fig. 3, right);
-* ``loss.png``: mean local loss over epochs (thick) and each layer's loss (thin).
-
-matplotlib runs with the Agg backend, so no display is needed.
+* ``curves``: the DF paper's Fig. 3 layout, one row per run: test accuracy (validation accuracy
+  for a run with a validation split) of every layer over epochs, and the average goodness
+  separation g_pos - g_neg on training data of every layer over epochs. Layers are told apart by
+  colour and marker, with a legend; each run has its own panels, since goodness scales differ
+  between methods (anchor distances, logits);
+* ``layers``: the last evaluation's accuracy per layer (layer on the x axis), runs side by side;
+* ``loss``: each run's mean local loss over epochs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from ..errors import FFLearnError
 
-PLOTS = ("accuracy", "separation", "loss")
+PLOTS = ("curves", "layers", "loss")
 
 
 def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -70,81 +71,84 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[li
     return epochs, rows
 
 
-def _per_layer(ax: Any, color: Any, epochs: list[int], rows: list[list[float | None]], label: str,
-               scale: float = 1.0, lw: float = 1.5, suffix: str = "") -> None:
+def accuracy_key(records: list[dict[str, Any]]) -> tuple[str, str]:
+    """The per-layer accuracy a run reports every epoch: validation where it has a split, else test."""
+    if any("per_layer_val_accuracy" in r for r in records):
+        return "per_layer_val_accuracy", "validation"
+    return "per_layer_test_accuracy", "test"
+
+
+def _layers(ax: Any, epochs: list[int], rows: list[list[float | None]], scale: float = 1.0) -> None:
+    from .figures import style
+
     n = max((len(r) for r in rows), default=0)
     for i in range(n):
         pts = [(e, v * scale) for e, r in zip(epochs, rows, strict=True) if i < len(r) and (v := r[i]) is not None]
-        if not pts:
-            continue
-        xs, ys = zip(*pts, strict=True)
-        shade = 0.35 + 0.65 * (i + 1) / n  # deeper layers darker, so one run reads as one colour
-        ax.plot(xs, ys, color=color, alpha=shade, lw=lw, marker="o", ms=3,
-                label=f"{label}{suffix}" if i == n - 1 else None)
-        ax.annotate(f"L{i}", (xs[-1], ys[-1]), fontsize=7, color=color, xytext=(3, 0),
-                    textcoords="offset points", va="center")
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, lw=1.5, ms=4, label=f"layer {i}", **style(i))
 
 
-def _symlog_if_spread(ax: Any, rows: list[list[float | None]]) -> None:
-    """Goodness scales differ between methods (anchor distances vs logits): when the largest
-    |separation| of an epoch is over 20x the smallest, a symlog axis keeps every run visible."""
-    peaks = [max(abs(v) for v in r if v is not None) for r in rows if any(v is not None for v in r)]
-    peaks = [p for p in peaks if p > 0]
-    if peaks and max(peaks) > 20 * min(peaks):
-        ax.set_yscale("symlog", linthresh=min(peaks))
-
-
-def plot_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None,
-              prefix: str = "") -> list[Path]:
-    """Write the three PNGs for ``run_dirs`` into ``out_dir`` (default: the first run folder)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+def plot_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, prefix: str = "") -> list[Path]:
+    """Write the figures for ``run_dirs`` into ``out_dir`` (default: the first run folder)."""
+    from .figures import epoch_axis, out_folder, pyplot, save, style
 
     if not run_dirs:
         raise FFLearnError("give at least one run folder")
+    plt = pyplot()
     runs = [(run_label(d), load_metrics(d)) for d in run_dirs]
-    out = Path(out_dir) if out_dir is not None else Path(run_dirs[0])
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FFLearnError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    colors = [plt.get_cmap("tab10")(k) for k in range(10)]
-    paths = []
-    for kind in PLOTS:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for k, (label, recs) in enumerate(runs):
-            c = colors[k % len(colors)]
-            if kind == "accuracy":
-                _per_layer(ax, c, *_series(recs, "per_layer_test_accuracy"), label, scale=100)
-            elif kind == "separation":
-                _per_layer(ax, c, *_series(recs, "per_layer_separation"), label)
-            else:
-                _per_layer(ax, c, *_series(recs, "per_layer_loss"), label, lw=0.8, suffix=" per layer")
-                pts = [(int(r["epoch"]), r["loss"]) for r in recs if r.get("loss") is not None]
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, color=c, lw=2.5, marker="s", ms=4, label=f"{label} mean")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if kind == "separation":
-            _symlog_if_spread(ax, [r for _, recs in runs for r in _series(recs, "per_layer_separation")[1]])
-        ax.set_ylabel({"accuracy": "test accuracy (%) per layer",
-                       "separation": "goodness separation g_pos - g_neg (train)",
-                       "loss": "local loss"}[kind])
-        ax.set_title({"accuracy": "Test accuracy per layer",
-                      "separation": "Average goodness separation per layer",
-                      "loss": "Training loss"}[kind])
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"{prefix}{kind}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+    out = out_folder(out_dir if out_dir is not None else run_dirs[0])
+    paths: list[Path] = []
+
+    fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)
+    for (label, recs), (ax_acc, ax_sep) in zip(runs, axes, strict=True):
+        key, split = accuracy_key(recs)
+        ep, rows = _series(recs, key)
+        _layers(ax_acc, ep, rows, scale=100)
+        ax_acc.set_ylabel(f"{split} accuracy (%)")
+        ax_acc.set_title(f"{label}: {split} accuracy per layer", fontsize=10)
+        ep2, rows2 = _series(recs, "per_layer_separation")
+        _layers(ax_sep, ep2, rows2)
+        ax_sep.set_ylabel("g_pos - g_neg (training data)")
+        ax_sep.set_title(f"{label}: average goodness separation", fontsize=10)
+        for ax, e in ((ax_acc, ep), (ax_sep, ep2)):
+            epoch_axis(ax, e)
+            ax.grid(alpha=0.3)
+        if ax_acc.get_legend_handles_labels()[0]:
+            ax_acc.legend(fontsize=7, ncol=2 if len(rows and rows[0]) > 6 else 1)
+    paths += save(fig, out, f"{prefix}curves")
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * max(len(_series(r, accuracy_key(r)[0])[1][-1])
+                                                               for _, r in runs)), 3.8))
+    width = 0.8 / len(runs)
+    for k, (label, recs) in enumerate(runs):
+        key, split = accuracy_key(recs)
+        final = next((r for r in reversed(recs) if r.get("per_layer_test_accuracy")), None)
+        vals = final["per_layer_test_accuracy"] if final else _series(recs, key)[1][-1]
+        xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(vals))]
+        ax.bar(xs, [100 * (v or 0) for v in vals], width, color=style(k)["color"], label=label)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(range(max(len(v) for v in [_series(r, accuracy_key(r)[0])[1][-1] for _, r in runs])))
+    ax.set_title("Accuracy of each layer's own prediction (last evaluation)", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    paths += save(fig, out, f"{prefix}layers")
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    all_epochs: list[int] = []
+    for k, (label, recs) in enumerate(runs):
+        pts = [(int(r["epoch"]), r["loss"]) for r in recs if r.get("loss") is not None]
+        if pts:
+            ex, ey = zip(*pts, strict=True)
+            all_epochs += list(ex)
+            ax.plot(ex, ey, lw=2, ms=4, label=label, **style(k))
+    epoch_axis(ax, all_epochs)
+    ax.set_ylabel("mean local loss (training)")
+    ax.set_title("Training loss", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths += save(fig, out, f"{prefix}loss")
     return paths
 
 
@@ -155,7 +159,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("plot", help="plot per-layer accuracy, goodness separation and loss of runs")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (several are overlaid)")
+    p = sub.add_parser("plot", help="plot per-layer accuracy, goodness separation and loss of runs (DF Fig. 3)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (one row of panels each)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the first run folder)")
     p.set_defaults(func=cmd_plot)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,32 +25,42 @@ from ..errors import FFLearnError
 DF_PAPER = "DF paper (Wu et al. 2024, arXiv 2408.14925)"
 TRIFECTA_SLIDES = "Trifecta slides (Dooms et al. 2023)"
 
-# method -> list of {source, setting, accuracy: {dataset: %}}; datasets use fflearn's names.
-# The slides' "FF(100)" row is the Trifecta (their FF with all three fixes) after 100 epochs.
+# method -> list of {source, setting, family, accuracy: {dataset: %}}; datasets use fflearn's names;
+# family is the kind of network the figure is for ("conv": the Trifecta's nets or DF's, "mlp"), so a
+# figure stands only beside runs of its own kind. The slides' "FF(100)" row is the Trifecta (their
+# FF with all three fixes) after 100 epochs.
 PAPER_RESULTS: dict[str, list[dict[str, Any]]] = {
-    "df-o": [{"source": DF_PAPER, "setting": "DF (best reported)",
+    "df-o": [{"source": DF_PAPER, "setting": "DF (best reported)", "family": "conv",
               "accuracy": {"mnist": 99.7, "fashion-mnist": 93.89, "cifar10": 88.2, "cifar100": 59.0,
                            "svhn": 95.9, "imagenette": 82.5}}],
-    "ff": [{"source": TRIFECTA_SLIDES, "setting": "vanilla FF, recreated, 100 epochs",
+    "ff": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "vanilla FF, recreated, 100 epochs",
             "accuracy": {"cifar10": 34.3}}],
-    "symba": [{"source": TRIFECTA_SLIDES, "setting": "SymBa, 100 epochs", "accuracy": {"cifar10": 55.7}}],
-    "symba+apl": [{"source": TRIFECTA_SLIDES, "setting": "SymBa+APL, 100 epochs", "accuracy": {"cifar10": 61.4}}],
-    "symba+bn": [{"source": TRIFECTA_SLIDES, "setting": "SymBa+BN, 100 epochs", "accuracy": {"cifar10": 64.7}}],
-    "trifecta": [{"source": TRIFECTA_SLIDES, "setting": "Trifecta = FF(100 epochs)",
+    "symba": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "SymBa, 100 epochs", "accuracy": {"cifar10": 55.7}}],
+    "symba+apl": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "SymBa+APL, 100 epochs", "accuracy": {"cifar10": 61.4}}],
+    "symba+bn": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "SymBa+BN, 100 epochs", "accuracy": {"cifar10": 64.7}}],
+    "trifecta": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "Trifecta = FF(100 epochs)",
                   "accuracy": {"mnist": 98.3, "fashion-mnist": 85.0, "svhn": 91.8, "cifar10": 74.0}}],
-    "bp": [{"source": TRIFECTA_SLIDES, "setting": "BP, same conv net, 100 epochs",
+    "bp": [{"source": TRIFECTA_SLIDES, "family": "conv", "setting": "BP, same conv net, 100 epochs",
             "accuracy": {"mnist": 99.1, "fashion-mnist": 93.6, "svhn": 94.1, "cifar10": 88.9}}],
 }
+PAPER_RESULTS["ff"].append({"source": "Hinton 2022", "family": "mlp", "setting": "FF, 4x2000 MLP, 60 epochs",
+                            "accuracy": {"mnist": 98.64}})
 PAPER_RESULTS["df"] = PAPER_RESULTS["df-o"]  # fflearn's df is DF-O
 
 
-def paper_numbers(method: str, dataset: str) -> list[tuple[str, float]]:
-    """The papers' (setting, accuracy %) for a method on a dataset; [] when none is reported."""
+def family(model: str) -> str:
+    return "mlp" if model == "mlp" else "conv"
+
+
+def paper_numbers(method: str, dataset: str, model: str | None = None) -> list[tuple[str, float]]:
+    """The papers' (setting, accuracy %) for a method on a dataset, and on networks of ``model``'s
+    kind when given (an MLP run is not set beside a conv net's figure); [] when none is reported."""
     from ..data import canonical_name
 
     ds = canonical_name(dataset)
     return [(f"{e['setting']} [{e['source']}]", e["accuracy"][ds])
-            for e in PAPER_RESULTS.get(method, []) if ds in e["accuracy"]]
+            for e in PAPER_RESULTS.get(method, []) if ds in e["accuracy"]
+            and (model is None or e.get("family") == family(model))]
 
 
 # --- helpers shared by the experiment commands ---------------------------------------------
@@ -89,7 +100,42 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "per_layer_test_accuracy": s.get("per_layer_test_accuracy", last.get("per_layer_test_accuracy")) or [],
         "train_seconds": s.get("train_seconds", sum(m.get("seconds", 0.0) for m in metrics)),
         "limit_train": cfg.get("limit_train"),
+        "seed": cfg.get("seed", s.get("seed")),
+        # what makes two runs comparable: the same data, network and budget
+        "group": (s.get("dataset", cfg.get("dataset", "?")), s.get("model", cfg.get("model", "?")),
+                  cfg.get("width"), tuple(cfg.get("hidden") or ()) if cfg.get("model") == "mlp" else None,
+                  cfg.get("epochs"), cfg.get("time_budget"), cfg.get("limit_train"), cfg.get("val_split")),
     }
+
+
+def group_title(g: tuple[Any, ...]) -> str:
+    dataset, model, width, hidden, epochs, budget, limit_train, val = g
+    net = f"{model}" + (f" {'x'.join(map(str, hidden))}" if hidden else "") + \
+        (f" width {width:g}" if model != "mlp" and width not in (None, 1.0) else "")
+    limits = [f"{epochs} epochs"] + ([f"{budget:g} s budget"] if budget else []) + \
+        ([f"first {limit_train} training images"] if limit_train else []) + ([f"{val} held out"] if val else [])
+    return f"{dataset}, {net}, {', '.join(limits)}"
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    import statistics
+
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (group, method): the mean and sd of the test accuracy over its seeds."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in runs:
+        row = rows.setdefault((r["group"], r["method"]), {"group": r["group"], "method": r["method"], "runs": [],
+                                                          "dataset": r["dataset"], "model": r["model"],
+                                                          "dataset_label": r["dataset_label"]})
+        row["runs"].append(r)
+    for row in rows.values():
+        accs = [r["test_accuracy"] for r in row["runs"] if r["test_accuracy"] is not None]
+        row["seeds"] = sorted({r["seed"] for r in row["runs"]}, key=str)
+        row["mean"], row["sd"] = mean_sd(accs) if accs else (None, None)
+    return list(rows.values())
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -105,31 +151,43 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     plots = plot_runs(list(run_dirs), plot_dir)
 
     lines = ["# fflearn report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {len(runs)} run(s).", ""]
+    groups = list(dict.fromkeys(r["group"] for r in runs))
+    if len(groups) > 1:
+        warn = (f"the runs differ in data, network or budget ({len(groups)} groups: "
+                + "; ".join(group_title(g) for g in groups) + "): they are compared within a group only")
+        lines += [f"> **Warning:** {warn}.", ""]
+        print(f"fflearn report: warning: {warn}", file=sys.stderr)
     lines += ["## Runs", ""]
+    for g in groups:
+        lines += [f"### {group_title(g)}", ""]
+        rows = []
+        for r in (r for r in runs if r["group"] == g):
+            per = " / ".join(pct(a, 1, "") for a in r["per_layer_test_accuracy"])
+            rows.append([r["run"], r["method"], r["dataset_label"], r["model"], r["seed"], r["epochs"],
+                         pct(r["test_accuracy"], unit=""), per, f"{r['train_seconds']:.1f}"])
+        lines.append(format_table(["run", "method", "dataset", "model", "seed", "epochs", "test acc %",
+                                   "per-layer test acc %", "train s"], rows, markdown=True))
+        lines.append("")
+    lines += ["## Ours beside the papers", "",
+              "Mean and sd over the seeds that ran, per method and group; a paper figure stands only beside "
+              "runs of the same dataset and kind of network (conv or MLP). Paper numbers are final test "
+              "accuracies of their full training budgets (often 100+ epochs on the full training set): a "
+              "short run is not expected to match them.", ""]
     rows = []
-    for r in runs:
-        per = " / ".join(pct(a, 1, "") for a in r["per_layer_test_accuracy"])
-        train_n = f" (first {r['limit_train']} train images)" if r.get("limit_train") else ""
-        rows.append([r["run"], r["method"], f"{r['dataset_label']}{train_n}", r["model"], r["epochs"],
-                     pct(r["test_accuracy"], unit=""), per, f"{r['train_seconds']:.1f}"])
-    lines.append(format_table(["run", "method", "dataset", "model", "epochs", "test acc %",
-                               "per-layer test acc %", "train s"], rows, markdown=True))
-    lines += ["", "## Ours beside the papers", "",
-              "Paper numbers are final test accuracies of their full training budgets (often 100+ epochs "
-              "on the full training set); ours are from the runs above, so a short run is not expected "
-              "to match them.", ""]
-    rows = []
-    for r in runs:
-        papers: list[tuple[str, float | None]] = [*paper_numbers(str(r["method"]), str(r["dataset"]))]
-        for setting, acc in papers or [("(no paper number)", None)]:
-            rows.append([r["run"], r["method"], r["dataset_label"], pct(r["test_accuracy"], unit=""), setting,
+    for row in aggregate(runs):
+        ours = "-" if row["mean"] is None else f"{100 * row['mean']:.2f}" + (
+            f" ± {100 * row['sd']:.2f}" if row["sd"] is not None else "")
+        papers: list[tuple[str, float | None]] = [*paper_numbers(str(row["method"]), str(row["dataset"]),
+                                                                 str(row["model"]))]
+        for setting, acc in papers or [("(no paper number for this dataset and network)", None)]:
+            rows.append([group_title(row["group"]), row["method"], len(row["runs"]), ours, setting,
                          None if acc is None else f"{acc:.2f}"])
-    lines.append(format_table(["run", "method", "dataset", "ours %", "paper setting [source]", "paper %"],
-                              rows, markdown=True))
+    lines.append(format_table(["group", "method", "seeds", "ours % (mean ± sd)", "paper setting [source]",
+                               "paper %"], rows, markdown=True))
     lines += ["", "## Curves", ""]
-    titles = {"accuracy": "Test accuracy per layer", "separation": "Goodness separation per layer "
-              "(g_pos - g_neg on training data, DF paper Fig. 3)", "loss": "Training loss"}
-    for p in plots:
+    titles = {"curves": "Accuracy and goodness separation per layer (DF paper Fig. 3 layout)",
+              "layers": "Accuracy of each layer", "loss": "Training loss"}
+    for p in (p for p in plots if p.suffix == ".png"):
         rel = os.path.relpath(p, out.parent)
         lines += [f"### {titles.get(p.stem, p.stem)}", "", f"![{p.stem}]({rel})", ""]
     lines += ["## All paper numbers", ""]
