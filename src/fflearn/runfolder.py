@@ -101,11 +101,28 @@ def atomic_write_text(text: str, path: Path) -> None:
         raise FFLearnError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def provenance() -> dict[str, Any]:
+    """Where a figure comes from: the command line, the machine, torch, the date."""
+    import platform
+    import sys
+
+    dev = "cpu: " + (platform.processor() or platform.machine())
+    if torch.cuda.is_available():
+        dev += f"; cuda: {torch.cuda.get_device_name(0)}"
+    return {"command": " ".join(["fflearn" if sys.argv[0].endswith(("fflearn", "__main__.py")) else sys.argv[0],
+                                 *sys.argv[1:]]),
+            "hardware": f"{dev}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def write_json(payload: Any, path: str | Path | None, quiet: bool = False) -> Path | None:
     """Write ``payload`` as indented JSON to ``path`` (the ``--json FILE`` of every command that
-    measures something), creating its folder; None: nothing to write."""
+    measures something), creating its folder; a mapping gets a ``provenance`` entry (command,
+    hardware, torch version, date) unless it has one. None: nothing to write."""
     if not path:
         return None
+    if isinstance(payload, dict) and "provenance" not in payload:
+        payload = {**payload, "provenance": provenance()}
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
