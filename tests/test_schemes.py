@@ -38,11 +38,68 @@ def test_apl_pairs_alternate_as_the_reference() -> None:
     apl = AlternatingPairs()
     # even batch: blocks 1, 3, 5 detach -> pairs (0,1), (2,3), (4,5), loss at the second
     assert apl.segments(0, 6) == [Segment(0, 2, (1,)), Segment(2, 4, (3,)), Segment(4, 6, (5,))]
-    # odd batch: blocks 0, 2, 4 detach -> (0), (1,2), (3,4), (5)
-    assert apl.segments(1, 6) == [Segment(0, 1, (0,)), Segment(1, 3, (2,)), Segment(3, 5, (4,)),
-                                  Segment(5, 6, (5,))]
+    # odd batch: blocks 0, 2, 4 detach -> (0), (1,2), (3,4); block 5 opens a pair with no partner:
+    # in the reference it gets no loss and no update on odd batches
+    assert apl.segments(1, 6) == [Segment(0, 1, (0,)), Segment(1, 3, (2,)), Segment(3, 5, (4,))]
     assert apl.optimizer_layers(3, 6) == [2, 3]
     assert apl.optimizer_layers(0, 6) == [0]
+    assert apl.counter == "epoch" and apl.label_optimizers(6) == [0]
+    # fflearn's earlier behaviour, kept as options
+    old = AlternatingPairs(apl_parity="global", apl_last_alone=True, apl_label_shared=True)
+    assert old.segments(1, 6)[-1] == Segment(5, 6, (5,)) and old.counter == "global"
+    assert old.label_optimizers(6) == [0, 1]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_apl_optimisers_hold_what_the_reference_holds(shared: bool) -> None:
+    """Block i's Adam holds blocks i-1 and i (conv and batch norm); the label embedding is in block
+    0's optimiser only (in block 1's too with apl_label_shared)."""
+    cfg, net, learner = make("trifecta", model="small", apl_label_shared=shared)
+    embed = net.label.embed.weight
+    for i, opt in learner.optimizers.items():
+        held = {id(p) for g in opt.param_groups for p in g["params"]}
+        want = {id(p) for j in ([i - 1, i] if i else [0]) for p in net.layers[j].parameters()}
+        assert want <= held, i
+        assert (id(embed) in held) == (i == 0 or (shared and i == 1)), i
+        assert held - want - {id(embed)} == set(), i  # nothing else (the goodness heads have no parameters)
+
+
+def test_apl_which_layers_change_on_even_and_odd_steps() -> None:
+    """Even step: pairs (0,1), (2,3), (4,5) step blocks 1, 3, 5 (each with its predecessor): every
+    layer changes, the embedding does not (block 1's optimiser does not hold it). Odd step: (0),
+    (1,2), (3,4): layer 5 does not change; the embedding changes with block 0's step. With
+    apl_label_shared (fflearn's earlier behaviour) block 1's step moves the embedding too."""
+    x, y = batch("small")
+    for shared, emb_moves in ((False, {0: False, 1: True}), (True, {0: True, 1: True})):
+        cfg, net, learner = make("trifecta", model="small", apl_label_shared=shared)
+        for step, unchanged in ((0, []), (1, [5])):
+            before, emb = _snapshot(net), net.label.embed.weight.detach().clone()
+            learner.step(x, y, step)
+            changed = _changed(net, before)
+            assert [i for i, c in enumerate(changed) if not c] == unchanged, (shared, step, changed)
+            assert (not torch.equal(emb, net.label.embed.weight)) == emb_moves[step], (shared, step)
+
+
+def test_apl_parity_restarts_each_epoch(real_small, tmp_path) -> None:  # noqa: D103
+    """The pairs alternate on the batch index within the epoch (Lightning's batch_idx): with an
+    odd number of batches per epoch, epoch 2 starts with an even batch again."""
+    from fflearn.trainer import Trainer
+
+    cfg = make_config(method="trifecta", model="small", width=0.0625, epochs=2, batch_size=400, limit_train=1200,
+                      crop=0, rotation=0.0, out=str(tmp_path / "r"), progress=False)
+    t = Trainer(cfg, dataset=real_small, verbose=False)
+    seen = []
+    orig = t.learner.step
+
+    def spy(x, y, step, *a, **k):
+        seen.append(step)
+        return orig(x, y, step, *a, **k)
+
+    t.learner.step = spy  # type: ignore[method-assign]
+    t.run()
+    assert seen == [0, 1, 2, 0, 1, 2]  # 3 batches per epoch: the second epoch restarts at 0
+    glob = Trainer(cfg.replace(out=str(tmp_path / "g"), apl_parity="global"), dataset=real_small, verbose=False)
+    assert glob.scheme_step() == 0 and glob.learner.scheme.counter == "global"
 
 
 def _changed(net, before):
@@ -73,7 +130,7 @@ def test_greedy_layer_loss_sends_no_gradient_into_earlier_layers() -> None:
         assert seen[i][i] and not any(seen[i][:i]), (i, seen[i])
 
 
-@pytest.mark.parametrize("step,trained_by", [(0, {1: [0, 1], 3: [2, 3]}), (1, {0: [0], 2: [1, 2], 4: [3, 4], 5: [5]})])
+@pytest.mark.parametrize("step,trained_by", [(0, {1: [0, 1], 3: [2, 3]}), (1, {0: [0], 2: [1, 2], 4: [3, 4]})])
 def test_apl_detach_pattern_over_two_batches(step: int, trained_by: dict) -> None:
     cfg, net, learner = make("trifecta", model="small")
     net = learner.net

@@ -65,6 +65,9 @@ class Config:
     scheme: str = "greedy"  # update scheme: greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
     alternate: bool = False  # shift block boundaries every other batch (overlapping pairs)
+    apl_parity: str = "epoch"  # scheme apl: pairs alternate on the batch index within the epoch (as the reference) | global (a step count)
+    apl_last_alone: bool = False  # scheme apl: a last block left without its pair trains alone (false: no update that step, as the reference)
+    apl_label_shared: bool = False  # scheme apl: block 1's optimiser also holds the label embedding (false: block 0's only, as the reference)
     feedback: str = "backprop"  # the cross-layer signal inside a block: backprop | random (DF-R, feedback alignment)
     predict: str = "last"  # which layers vote at test time: last | all | from:N (layers N..)
     # --- optimisation --------------------------------------------------------------------
@@ -206,6 +209,7 @@ def _scalar(name: str, typ: Any, value: Any) -> Any:
 CHOICES: dict[str, tuple[str, ...]] = {
     "npair_form": ("hinge", "softplus"),
     "feedback": ("backprop", "random"),
+    "apl_parity": ("epoch", "global"),
 }
 
 # fields that name a registered ingredient: validated against the registry, so plugins count

@@ -136,10 +136,11 @@ class Learner:
         # A GPU step of a local method is many small kernels (one optimiser per layer): the fused
         # Adam kernel updates all of a layer's tensors in one launch. CPU keeps the default.
         self.fused = device.type == "cuda"
+        label_owners = set(scheme.label_optimizers(n))
         for i in range(n):
             owned = scheme.optimizer_layers(i, n)
             if owned:
-                params = [p for j in owned for p in net.layer_params(j)]
+                params = [p for j in owned for p in net.layer_params(j, label=i in label_owners)]
                 kw: dict[str, Any] = {"lr": cfg.lr, "fused": True} if self.fused else {"lr": cfg.lr}
                 self.optimizers[i] = torch.optim.AdamW(params, weight_decay=cfg.weight_decay, **kw) \
                     if cfg.weight_decay else torch.optim.Adam(params, **kw)

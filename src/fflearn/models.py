@@ -166,11 +166,11 @@ class Net(nn.Module):
             x = x.flatten(1)
         return self.label(x, labels) if self.conditions_input else x
 
-    def layer_params(self, i: int) -> list[nn.Parameter]:
+    def layer_params(self, i: int, label: bool = True) -> list[nn.Parameter]:
         """Parameters trained by layer i's local objective: the layer, its head, and for the first
-        layer the label embedding (the Trifecta trains it with block 0's optimiser)."""
+        layer (``label``) the label embedding (the Trifecta trains it with block 0's optimiser)."""
         ps = list(self.layers[i].parameters()) + list(self.heads[i].parameters())
-        if i == 0:
+        if i == 0 and label:
             ps += list(self.label.parameters())
         return ps
 

@@ -32,10 +32,13 @@ class Segment:
 
 
 class Scheme:
-    """Base class. ``probes``: train non-loss heads on detached features (e2e only)."""
+    """Base class. ``probes``: train non-loss heads on detached features (e2e only).
+    ``counter``: the step count ``segments`` alternates on: ``global`` (steps since the start) or
+    ``epoch`` (the batch index within the epoch, restarting at 0 each epoch)."""
 
     feedback = "backprop"
     probes = False
+    counter = "global"
 
     def segments(self, step: int, n: int) -> list[Segment]:
         raise NotImplementedError
@@ -43,6 +46,11 @@ class Scheme:
     def optimizer_layers(self, i: int, n: int) -> list[int]:
         """Layers whose parameters the optimiser of layer i holds ([] = layer i has none)."""
         return [i]
+
+    def label_optimizers(self, n: int) -> list[int]:
+        """Optimisers that hold the label injection's parameters (the Trifecta's embedding):
+        every one that holds layer 0, unless the scheme says otherwise."""
+        return [i for i in range(n) if 0 in self.optimizer_layers(i, n)]
 
     def stepped(self, seg: Segment, n: int) -> list[int]:
         """Optimisers stepped after a segment's backward: those of its loss layers."""
@@ -81,17 +89,36 @@ class Blocks(Scheme):
 
 @SCHEMES.register("apl")
 class AlternatingPairs(Scheme):
+    """The Trifecta's alternating pairwise updates, as tdooms/trifecta's main.py does them by
+    default: the parity is the batch index within the epoch (``apl_parity: epoch``); a last block
+    that is the first of an open pair gets no loss and no update on that step
+    (``apl_last_alone: false``); the label embedding is held by block 0's optimiser only
+    (``apl_label_shared: false``). The other values keep fflearn's earlier behaviour: a global
+    step count, the last block trained alone, the embedding also in block 1's optimiser."""
+
+    def __init__(self, apl_parity: str = "epoch", apl_last_alone: bool = False,
+                 apl_label_shared: bool = False) -> None:
+        if apl_parity not in ("epoch", "global"):
+            raise ValueError(f"apl_parity must be epoch or global, got {apl_parity!r}")
+        self.counter = apl_parity
+        self.last_alone = apl_last_alone
+        self.label_shared = apl_label_shared
+
     def segments(self, step: int, n: int) -> list[Segment]:
-        # layer i detaches its output (ends a segment) when (i even) XOR (step even)
+        # layer i detaches its output (ends a segment) when (i even) XOR (step even); a pair left
+        # open at the top has no loss layer: its layers are not trained (or run) on this step
         segs, start = [], 0
         for i in range(n):
-            if ((i % 2 == 0) != (step % 2 == 0)) or i == n - 1:
+            if ((i % 2 == 0) != (step % 2 == 0)) or (self.last_alone and i == n - 1):
                 segs.append(Segment(start, i + 1, (i,)))
                 start = i + 1
         return segs
 
     def optimizer_layers(self, i: int, n: int) -> list[int]:
         return [i - 1, i] if i > 0 else [0]
+
+    def label_optimizers(self, n: int) -> list[int]:
+        return [0, 1][:n] if self.label_shared else [0]
 
     def static(self) -> bool:
         return False

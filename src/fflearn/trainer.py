@@ -230,10 +230,14 @@ class Trainer:
         here; the ranks of a multi-process run take rank 0's (:mod:`fflearn.parallel`)."""
         return elapsed, bool(self.cfg.time_budget) and elapsed >= self.cfg.time_budget
 
+    def scheme_step(self) -> int:
+        """The step count the update scheme alternates on (its ``counter``)."""
+        return self.step_in_epoch if getattr(self.learner.scheme, "counter", "global") == "epoch" else self.global_step
+
     def take_step(self, s: int, stats: StepStats) -> torch.Tensor:
         """One training step on batch ``s``; returns its loss (a 0-d device tensor)."""
         x, y, idx = self.batch(s)
-        return self.learner.step(x, y, self.global_step, stats, generator=self.gen, idx=idx)
+        return self.learner.step(x, y, self.scheme_step(), stats, generator=self.gen, idx=idx)
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every local optimiser, and remember it for the epoch record."""
