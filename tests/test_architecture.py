@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"models", "predict", "learner", "build"},
     {"runfolder", "checkpoint", "console", "callbacks", "tensorboard", "trainer", "runs"},
     {"parallel"},
-    {"experiments", "bench", "ablate", "export"},
+    {"experiments", "bench", "ablate", "ablate_df", "export"},
     {"cli", "api", "__main__", "__init__"},
 ]
 

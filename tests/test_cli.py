@@ -116,7 +116,7 @@ BAD_FLAGS = [  # (flags, text the one line must contain)
     (["--loss", "nope"], "config field 'loss' must be one of ce, ff, npair, symba; got 'nope'"),
     (["--scheme", "nope"], "config field 'scheme' must be one of apl, blocks, e2e, greedy; got 'nope'"),
     (["--negatives", "two"], "config field 'negatives' must be one of all, hard, one; got 'two'"),
-    (["--head", "nope"], "config field 'head' must be auto or one of anchors, goodness, linear"),
+    (["--head", "nope"], "config field 'head' must be auto or one of anchors, goodness, label-anchors, linear"),
     *[(["--config", name], text) for name, (_, text) in CONFIG_FILES.items()],
     (["--config", "missing.yaml"], "cannot read config file"),
 ]

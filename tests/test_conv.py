@@ -128,3 +128,51 @@ def test_ablate_runner_writes_table_csv_and_chart(real_small, tmp_path, monkeypa
     assert "`small` net at width 0.1, 1 epoch," in md
     assert paths[3].stat().st_size > 1000 and paths[3].read_bytes()[:4] == b"\x89PNG"
     assert len(paths[1].read_text().splitlines()) == 3
+
+
+def test_ablate_df_rows_differ_in_their_ingredient_only(tmp_path) -> None:
+    from fflearn.ablate_df import ROW_NAMES, row_configs
+    from fflearn.api import make_config
+
+    base = make_config(method="df-o", model="small", width=0.25, time_budget=600, val_split=5000, lr=4e-3)
+    plan = {r: c for r, s, c in row_configs(base, ROW_NAMES, 1, tmp_path)}
+    for row, cfg in plan.items():  # the optimisation is the base's in every row
+        assert (cfg.lr, cfg.schedule, cfg.time_budget, cfg.batch_size, cfg.val_split, cfg.crop) == \
+            (base.lr, base.schedule, base.time_budget, base.batch_size, base.val_split, base.crop), row
+    assert plan["df-o"].to_dict() | {"out": None, "progress": True} == base.to_dict() | {"out": None, "progress": True}
+    diff = {r: {k for k, v in c.to_dict().items() if v != getattr(plan["df-o"], k) and k != "out"}
+            for r, c in plan.items()}
+    assert diff["dfhead"] == {"margin"} and plan["dfhead"].margin == 0
+    assert diff["df-o+lambda"] == {"lam"} and diff["df-o+pairs"] == {"pair_negatives"}
+    assert diff["greedy"] == {"block_size"} and diff["df-ff"] == {"label_mode", "head"}
+    assert plan["lcp-pool"].head_pool == base.head_pool == "flat" and plan["lcp"].head_pool == "avg"
+    assert plan["lcp-nobias"].head_bias is False and plan["df-r"].feedback == "random"
+
+
+def test_ablate_df_writes_the_contract(data_root, tmp_path) -> None:
+    """Two rows x two seeds through the CLI: the JSON holds, per row, the means and sds the run
+    folders' summaries give (recomputed here), and ablation.md the table."""
+    import statistics
+
+    from fflearn.cli import main
+
+    out, js = tmp_path / "abl", tmp_path / "abl.json"
+    assert main(["ablate", "df", "--dataset", DATASET, "--model", "mlp", "--hidden", "32", "--data-dir", str(data_root),
+                 "--limit-train", "1200", "--limit-test", "300", "--epochs", "1", "--val-split", "200", "--seeds", "2",
+                 "--rows", "lcp,df-o", "--jobs", "2", "--threads", "1", "--out", str(out), "--json", str(js)]) == 0
+    d = json.loads(js.read_text())
+    assert d["study"] == "df" and [r["name"] for r in d["rows"]] == ["lcp", "df-o"]
+    for r in d["rows"]:
+        assert {"name", "seeds", "val_accuracy_mean", "val_accuracy_sd", "test_accuracy_mean", "test_accuracy_sd",
+                "train_seconds_mean"} <= set(r) and r["seeds"] == 2
+        sums = [json.loads((out / r["name"] / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+        assert r["test_accuracy_mean"] == pytest.approx(statistics.fmean(s["test_accuracy"] for s in sums))
+        assert r["val_accuracy_sd"] == pytest.approx(statistics.stdev(s["val_accuracy"] for s in sums))
+        assert all(s["val_images"] == 200 for s in sums)
+    assert "| df-o | df-o |" in (out / "ablation.md").read_text()
+    # a second call finds every run finished and trains nothing again
+    before = (out / "df-o" / "seed0" / "summary.json").stat().st_mtime_ns
+    assert main(["ablate", "df", "--dataset", DATASET, "--model", "mlp", "--hidden", "32", "--data-dir", str(data_root),
+                 "--limit-train", "1200", "--limit-test", "300", "--epochs", "1", "--val-split", "200", "--seeds", "2",
+                 "--rows", "lcp,df-o", "--out", str(out), "--json", str(js)]) == 0
+    assert (out / "df-o" / "seed0" / "summary.json").stat().st_mtime_ns == before

@@ -246,3 +246,37 @@ def test_learner_records_the_last_layers_margin_for_hard_negatives(scheme: str) 
         torch.testing.assert_close(learner.sampler.table[idx, neg], g_neg[:, 0] - g_pos)
     with pytest.raises(ConfigError, match="sample indices"):
         learner.step(x, y, 2, generator=g)
+
+
+def test_label_anchor_head_scores_each_copy_against_its_own_label() -> None:
+    """DF's FF-style reading: a copy with label c is scored by the anchor goodness of its features
+    against anchor c (and K copies give the K class scores of the one-pass anchor head)."""
+    from fflearn.models import AnchorHead, LabelAnchorHead, by_sample, head_scores
+
+    torch.manual_seed(0)
+    head = LabelAnchorHead(features=6, num_classes=3, anchor_goodness="cosine", head_pool="flat")
+    h = torch.randn(4, 6)
+    labels = torch.tensor([2, 0, 1, 2])
+    z, a = torch.nn.functional.normalize(h, dim=1), torch.nn.functional.normalize(head.anchors, dim=1)
+    want = torch.stack([z[i] @ a[labels[i]] for i in range(4)])
+    torch.testing.assert_close(head_scores(head, h, labels), want)
+    one_pass = AnchorHead(6, 3, "cosine", "flat")
+    one_pass.anchors = head.anchors
+    b = 2  # two samples, K = 3 copies each, grouped by label as the learner stacks them
+    rows = torch.arange(3).repeat_interleave(b)
+    hh = torch.randn(b, 6).repeat(3, 1)
+    torch.testing.assert_close(by_sample(head, head_scores(head, hh, rows), b), one_pass(hh[:b]))
+
+
+def test_pair_scores_take_the_closest_other_class_samples() -> None:
+    from fflearn.models import AnchorHead
+
+    head = AnchorHead(features=2, num_classes=2, anchor_goodness="cosine", head_pool="flat")
+    h = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    out = head.pair_scores(h, y, 2)  # each sample against the two samples of the other class
+    cos = torch.nn.functional.normalize(h, dim=1) @ torch.nn.functional.normalize(h, dim=1).t()
+    want = torch.stack([cos[i][y != y[i]].sort(descending=True).values for i in range(4)])
+    torch.testing.assert_close(out, want)
+    assert head.pair_scores(h, y, 5).shape == (4, 4)  # at most B columns; same-class entries are -inf
+    assert torch.isinf(head.pair_scores(h, y, 5)[:, -1]).all()

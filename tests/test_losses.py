@@ -64,3 +64,24 @@ def test_cross_entropy_matches_torch() -> None:
     out = CrossEntropyLoss()(g_pos, g_neg)
     want = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     assert torch.allclose(out, want, atol=1e-6)
+
+
+def test_npair_softplus_is_additive_margin_softmax_cross_entropy() -> None:
+    """The identity docs/distance-forward.md states: with goodness scores G (B, K) (cosine: CosFace;
+    minus squared distance: prototype logits), (1/s) log(1 + sum_c exp(s (m - (G_y - G_c)))) equals
+    (1/s) times the softmax cross-entropy of s G with the margin m taken off the true class."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(6, 5, generator=g) * 2 - 1  # cosine goodness in [-1, 1]
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    s, m = 20.0, 0.3
+    neg = torch.stack([torch.tensor([c for c in range(5) if c != t]) for t in y.tolist()])
+    g_pos, g_neg = scores.gather(1, y[:, None])[:, 0], scores.gather(1, neg)
+    npair = NPairMarginLoss(margin=m, lam=0.0, form="softplus", scale=s)(g_pos, g_neg)
+    logits = s * (scores - m * F.one_hot(y, 5))  # CosFace: cos(theta_y) - m for the true class
+    cosface = F.cross_entropy(logits, y, reduction="none") / s
+    torch.testing.assert_close(npair, cosface)
+    # m = 0: normalised-softmax cross-entropy over the prototypes (the ablation's "dfhead" row)
+    torch.testing.assert_close(NPairMarginLoss(0.0, 0.0, "softplus", s)(g_pos, g_neg),
+                               F.cross_entropy(s * scores, y, reduction="none") / s)

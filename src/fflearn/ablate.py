@@ -1,4 +1,5 @@
-"""``fflearn ablate trifecta``: the five rows of the Trifecta slides' ablation table.
+"""``fflearn ablate trifecta``: the five rows of the Trifecta slides' ablation table (``fflearn
+ablate df``, DF's ingredients, is :mod:`fflearn.ablate_df`).
 
 Trains vanilla FF, SymBa, SymBa+APL, SymBa+BN and the Trifecta on the same net, data, seed and
 budget, and writes ``ablation.md``, ``ablation.csv``, ``ablation.json`` and ``ablation.png`` with
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cliargs import add_bool
+from .cliargs import add_bool, add_list
+from .errors import ConfigError
 
 # The Trifecta slides (Dooms 2023), CIFAR-10, 100 epochs, small net; vanilla as recreated there
 SLIDES_CIFAR10 = {"ff": 34.3, "symba": 55.7, "symba+apl": 61.4, "symba+bn": 64.7, "trifecta": 74.0}
@@ -115,19 +117,66 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate_df(args: argparse.Namespace) -> int:
+    from . import ablate_df
+    from .cliargs import list_value
+    from .methods import make_config
+
+    fields = {k: getattr(args, k) for k in ("dataset", "model", "width", "epochs", "time_budget", "val_split", "lr",
+                                            "batch_size", "data_dir", "limit_train", "limit_test", "device",
+                                            "threads", "eval_every")}
+    fields["bf16"], fields["channels_last"] = args.bf16, args.channels_last
+    if args.hidden:
+        fields["hidden"] = list_value(args.hidden)
+    base = make_config(args.config, method="df-o", **{k: v for k, v in fields.items() if v is not None})
+    rows = list_value(args.rows) if args.rows else ablate_df.ROW_NAMES
+    if not args.seeds >= 1 or not args.jobs >= 1:
+        raise ConfigError("--seeds and --jobs must be at least 1")
+    ablate_df.run(base, rows, args.seeds, args.jobs, Path(args.out), args.json)
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("ablate", help="ablation tables (the Trifecta slides)")
-    p.add_argument("study", choices=["trifecta"])
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--model", default="small")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", help="comma-separated subset of " + ",".join(ROWS))
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--json", metavar="FILE")
-    add_bool(p, "--progress", "progress bar or lines", default=True)
+    from . import ablate_df
+
+    ROW_NAMES = ablate_df.ROW_NAMES
+    p = sub.add_parser("ablate", help="ablation tables: the Trifecta slides' rows, and DF's ingredients")
+    studies = p.add_subparsers(dest="study", required=True)
+    t = studies.add_parser("trifecta", help="the five rows of the Trifecta slides (ff, symba, +apl, +bn, trifecta)")
+    t.add_argument("--dataset", default="cifar10")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--model", default="small")
+    t.add_argument("--width", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--rows", help="comma-separated subset of " + ",".join(ROWS))
+    t.add_argument("--out", default="runs/ablation")
+    t.add_argument("--json", metavar="FILE")
+    add_bool(t, "--progress", "progress bar or lines", default=True)
     for k in ("limit-train", "limit-test", "batch-size", "lr", "device", "data-dir", "threads"):
-        p.add_argument("--" + k, default=None)
-    add_bool(p, "--bf16", "bf16 autocast")
-    p.set_defaults(func=cmd_ablate)
+        t.add_argument("--" + k, default=None)
+    add_bool(t, "--bf16", "bf16 autocast")
+    t.set_defaults(func=cmd_ablate)
+
+    d = studies.add_parser("df", help="what each DF ingredient adds (LCP, prototypes, margin, lambda, pairs, FF-style, "
+                           "greedy, DF-R), mean and sd over seeds, chosen on validation",
+                           description=ablate_df.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--config", metavar="FILE.yaml", help="the base config (flags override it; default: the df-o recipe)")
+    d.add_argument("--dataset", help="dataset (default: the config's)")
+    d.add_argument("--model", help="mlp | small | large")
+    d.add_argument("--width", help="channel scale of the conv nets")
+    add_list(d, "--hidden", "MLP widths")
+    budget = d.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", help="epochs per run")
+    budget.add_argument("--time-budget", help="seconds of training per run")
+    d.add_argument("--seeds", type=int, default=3, help="seeds per row (default 3)")
+    d.add_argument("--rows", help="comma-separated subset of " + ",".join(ROW_NAMES) + " (default: all)")
+    d.add_argument("--val-split", default="5000", help="training images held out for validation (default 5000)")
+    d.add_argument("--jobs", type=int, default=1, help="runs at a time (each with --threads threads; default 1)")
+    for k in ("lr", "batch-size", "data-dir", "limit-train", "limit-test", "device", "threads", "eval-every"):
+        d.add_argument("--" + k, default=None)
+    add_bool(d, "--bf16", "bf16 autocast")
+    add_bool(d, "--channels-last", "channels_last memory format (conv nets)")
+    d.add_argument("--out", default="runs/ablate-df", help="folder of the runs and ablation.md (default runs/ablate-df)")
+    d.add_argument("--json", metavar="FILE", help="the table as JSON (default OUT/ablation.json)")
+    d.set_defaults(func=cmd_ablate_df)

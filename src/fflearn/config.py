@@ -61,6 +61,7 @@ class Config:
     lam: float = 0.0  # DF weight of the largest negative goodness (the lambda regulariser)
     npair_form: str = "softplus"  # DF margin form: hinge (mean over negatives) | softplus (smooth max)
     npair_scale: float = 100.0  # DF softplus sharpness s: (1/s) log(1 + sum exp(s (m - gap)))
+    pair_negatives: int = 0  # DF sample-level N-pair mining: the P closest other-class samples of the batch join each sample's negatives (0 = class anchors only)
     peer_norm: float = 0.0  # weight of Hinton's peer normalisation (keeps every unit in use; 0 = off)
     scheme: str = "greedy"  # update scheme: greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
@@ -267,7 +268,7 @@ def validate(cfg: Config) -> Config:
     for name in ("epochs", "batch_size", "block_size", "eval_every"):
         if getattr(cfg, name) < 1:
             raise bad(name, f"must be at least 1; got {getattr(cfg, name)}")
-    for name in ("crop", "threads", "checkpoint_every", "val_split"):
+    for name in ("crop", "threads", "checkpoint_every", "val_split", "pair_negatives"):
         if getattr(cfg, name) < 0:
             raise bad(name, f"must be >= 0; got {getattr(cfg, name)}")
     if not 0 <= cfg.seed < 2**32:  # numpy and the per-epoch order generators need it in range

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, TrainingError
-from .models import Net, by_sample
+from .models import Net, by_sample, head_scores
 from .negatives import pos_neg
 from .registry import LOSSES, NEGATIVES, construct
 from .regularizers import PeerNormalization
@@ -129,6 +129,11 @@ class Learner:
         self.sampler = build_negatives(cfg, self.k, num_train, device)
         # a sampler object that learns from the goodness it gets the deepest loss layer's back
         self.observes = hasattr(self.sampler, "observe")
+        # sample-level N-pair mining: other-class samples of the batch join each sample's negatives
+        self.pairs = int(getattr(cfg, "pair_negatives", 0))
+        if self.pairs and not all(hasattr(hd, "pair_scores") for hd in net.heads):
+            raise ConfigError("config field 'pair_negatives' needs heads that score samples against each other "
+                              "(head 'anchors'); use the DF methods, or set pair_negatives 0")
         self.needs_indices = bool(getattr(self.sampler, "needs_indices", False))
         self._deepest: tuple[int, torch.Tensor, torch.Tensor] | None = None
         n = len(net.layers)
@@ -177,7 +182,8 @@ class Learner:
 
     def _scores(self, i: int, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.net.heads[i]
-        g = by_sample(head, head(h).float(), len(y))
+        rows = torch.cat([y, neg.t().reshape(-1)]) if getattr(head, "needs_labels", False) else None
+        g = by_sample(head, head_scores(head, h, rows).float(), len(y))
         if getattr(head, "all_classes", False):
             return pos_neg(g, y, neg)
         return g[:, 0], g[:, 1:]  # (B, 1+M) label copies: column 0 is the positive
@@ -233,7 +239,11 @@ class Learner:
                         continue
                     li = None
                     if i in seg.loss_layers or self.scheme.probes:
-                        li = self.loss_fn(g_pos, g_neg).mean()
+                        loss_neg = g_neg
+                        if self.pairs and i in seg.loss_layers:
+                            extra = self.net.heads[i].pair_scores(h, y, self.pairs)  # type: ignore[operator]
+                            loss_neg = torch.cat([g_neg, extra.float()], 1)
+                        li = self.loss_fn(g_pos, loss_neg).mean()
                         if self.peer is not None and i in seg.loss_layers:
                             # the positives: the first B rows in every label mode
                             running = self.net.layers[i].activity

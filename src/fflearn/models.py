@@ -121,6 +121,14 @@ class AnchorHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fn(pool_features(h, self.pool), self.anchors)
 
+    def pair_scores(self, h: torch.Tensor, y: torch.Tensor, p: int) -> torch.Tensor:
+        """Sample-level N-pair mining: each sample's goodness against the ``p`` other-class samples
+        of the batch that are closest to it, each taken as an anchor (B, p); fewer than ``p``
+        other-class samples leave -inf entries, which the softplus form ignores."""
+        z = pool_features(h, self.pool)
+        s = self.fn(z, z).masked_fill(y.view(-1, 1) == y.view(1, -1), float("-inf"))
+        return s.topk(min(p, s.shape[1]), dim=1).values
+
 
 @HEADS.register("linear")
 class LinearHead(nn.Module):
@@ -136,6 +144,25 @@ class LinearHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(pool_features(h, self.pool))
+
+
+@HEADS.register("label-anchors")
+class LabelAnchorHead(AnchorHead):
+    """DF's Fig. 1A reading, FF style: the label enters at the input (one copy of the batch per
+    candidate label, K passes to predict), and the goodness of a (sample, label) copy is the
+    anchor goodness of the layer's projection against *that label's* anchor pattern."""
+
+    all_classes = False
+    needs_labels = True
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        assert labels is not None, "label-anchors scores a copy against its own label's anchor"
+        return super().forward(h).gather(1, labels.view(-1, 1)).squeeze(1)
+
+
+def head_scores(head: nn.Module, h: torch.Tensor, row_labels: torch.Tensor | None) -> torch.Tensor:
+    """A head's raw scores; heads that score a row against its own label get the rows' labels."""
+    return head(h, row_labels) if getattr(head, "needs_labels", False) else head(h)
 
 
 def by_sample(head: nn.Module, scores: torch.Tensor, b: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from .models import Net, by_sample
+from .models import Net, by_sample, head_scores
 from .runtime import autocast
 
 EVAL_BATCH = 1000  # images per evaluation batch (input-label modes: / K, since each runs K copies)
@@ -26,6 +26,7 @@ def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     """Scores (B, K) of every layer for a batch of normalised images."""
     k = net.num_classes
     b = x.shape[0]  # not len(x): a traced or exported model keeps the batch size free
+    labels = None
     if net.conditions_input:
         labels = torch.arange(k, device=x.device).repeat_interleave(b)  # group c holds label c
         h = net.prepare(x.repeat((k,) + (1,) * (x.dim() - 1)), labels)
@@ -34,7 +35,7 @@ def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     out = []
     for layer, head in zip(net.layers, net.heads, strict=True):
         h = layer(h)
-        out.append(by_sample(head, head(h).float(), b))
+        out.append(by_sample(head, head_scores(head, h, labels).float(), b))
     return out
 
 

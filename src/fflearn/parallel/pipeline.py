@@ -36,7 +36,7 @@ from ..checkpoint import first_line
 from ..config import Config
 from ..errors import ConfigError, FFLearnError, TrainingError
 from ..learner import StepStats, load_optimizer
-from ..models import Layer, Net, by_sample
+from ..models import Layer, Net, by_sample, head_scores
 from ..predict import eval_batch_size, select_layers
 from ..registry import MODELS
 from ..runfolder import CHECKPOINT, atomic_save, atomic_write_text
@@ -413,7 +413,8 @@ class PipelineTrainer(Trainer):
             with amp:
                 for i in range(self.first, self.last):
                     h = net.layers[i](h)
-                    sc = by_sample(net.heads[i], net.heads[i](h).float(), b)
+                    rows = torch.arange(k, device=h.device).repeat_interleave(b) if net.conditions_input else None
+                    sc = by_sample(net.heads[i], head_scores(net.heads[i], h, rows).float(), b)
                     correct[i] += (sc.argmax(1) == yb).sum()
                     if i in vote:
                         votes[s : s + b] += sc.log_softmax(1)
