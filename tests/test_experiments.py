@@ -79,7 +79,7 @@ def test_architecture_limit_by_hand():
 
 
 def test_local_methods_free_each_segment():
-    kw = {"model": "small", "width": 0.125, "batch_size": 8}
+    kw = {"model": "small", "width": 0.125, "batch_size": 8, "block_size": 2, "head_pool": "avg"}
     res = {r["method"]: r for r in memory.run_memory(["bp", "df-o", "lcp"], **kw)}
     for r in res.values():
         assert r["saved_bytes_left_after_step"] == 0
