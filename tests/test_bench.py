@@ -212,3 +212,27 @@ def test_repo_scripts_call_the_package(monkeypatch: pytest.MonkeyPatch, capsys: 
     with pytest.raises(SystemExit) as stop:  # in-process: a second Python would spend seconds importing torch
         runpy.run_path(str(REPO / "bench" / "speed.py"), run_name="__main__")
     assert stop.value.code == 0 and "ratio to BP" in capsys.readouterr().out
+
+
+def test_df_o_dispatches_at_most_1_1x_bp_operations_per_step() -> None:
+    """The GPU step of the conv nets is bound by kernel launches: DF-O on `small` must not dispatch
+    more than 1.1x BP's aten operations per training step (a count, the same on every machine)."""
+    from fflearn.api import make_config
+    from fflearn.bench.common import StepRunner, count_ops
+    from fflearn.data import Dataset
+    from fflearn.trainer import Trainer
+
+    g = torch.Generator().manual_seed(0)
+
+    def images(n: int) -> torch.Tensor:
+        return torch.randint(0, 255, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+
+    ds = Dataset("fake", images(64), torch.arange(64) % 10, images(16), torch.arange(16) % 10, 10,
+                 [str(i) for i in range(10)], "fake")
+    ops = {}
+    for method in ("bp", "df-o"):
+        cfg = make_config(method=method, model="small", width=0.125, batch_size=16, dataset="cifar10", progress=False)
+        runner = StepRunner(Trainer(cfg, dataset=ds, write=False, verbose=False))
+        runner.steps(2)  # first steps build cached index tensors
+        ops[method] = count_ops(lambda r=runner: r.steps(1))
+    assert ops["df-o"] <= 1.1 * ops["bp"], ops

@@ -146,7 +146,8 @@ def test_ablate_df_rows_differ_in_their_ingredient_only(tmp_path) -> None:
     assert diff["df-o+lambda"] == {"lam"} and diff["df-o+pairs"] == {"pair_negatives"}
     assert diff["greedy"] == {"block_size"} and diff["df-ff"] == {"label_mode", "head"}
     assert plan["lcp-pool"].head_pool == base.head_pool == "flat" and plan["lcp"].head_pool == "avg"
-    assert plan["lcp-nobias"].head_bias is False and plan["df-r"].feedback == "random"
+    assert plan["lcp-nobias"].head_bias is False and plan["df-r"].feedback == "direct"
+    assert diff["df-r-fa"] == {"method", "feedback"} and plan["df-r-fa"].feedback == "random"
 
 
 def test_ablate_df_writes_the_contract(data_root, tmp_path) -> None:

@@ -103,7 +103,7 @@ def test_pipeline_matches_sequential(tmp_path: Path, data_root: Path, sequential
     for r, layers in ((0, {"0", "1"}), (1, {"2", "3"})):
         ck = torch.load(out / f"checkpoint-rank{r}.pt", weights_only=True)
         assert {k.split(".")[1] for k in ck["net"] if k.startswith(("layers.", "heads."))} == layers
-        assert set(ck["optimizers"]) == layers
+        assert set(ck["optimizers"]) == {min(layers)}  # one optimiser per block, keyed by its first layer
     from fflearn.runs import load_run
 
     t = load_run(out, data_dir=str(data_root))

@@ -295,3 +295,41 @@ def test_experiments_write_figures_only_where_asked(tmp_path, monkeypatch, runs)
     assert main(["experiment", "noise", str(runs["df"]), "--kinds", "weight", "--levels", "1", "--draws", "1",
                  "--limit-test", "50"]) == 0
     assert list(tmp_path.iterdir()) == []  # no ./runs/experiments/ unasked
+
+
+def test_noise_kinds_by_hand():
+    import torch
+
+    from fflearn.experiments.noise import add_adc, add_stuck_faults, by_method, input_noise, weight_arrays
+    from fflearn.methods import make_config
+    from fflearn.models import build_net
+
+    net = build_net(make_config(method="df", hidden=[400, 400]), (1, 8, 8), 10)
+    w0, w1 = net.layers[0].op.weight, net.layers[1].op.weight
+    w0_before, w1_before = w0.detach().clone(), w1.detach().clone()
+    assert len(weight_arrays(net, layers=[1])) == 2  # layer 1's weights and its head's anchors
+    add_stuck_faults(net, 0.2, torch.Generator().manual_seed(0), layers=[1])
+    assert torch.equal(w0, w0_before)  # layer 0 untouched: --layers 1
+    changed = (w1 != w1_before).float().mean().item()
+    assert 0.17 < changed < 0.23  # a fifth of layer 1's weights stuck
+    stuck = w1[w1 != w1_before]
+    assert torch.all((stuck == 0) | (stuck.abs() == w1_before.abs().max()))
+    # an ADC of k bits leaves at most 2^k levels in a layer's output
+    x = torch.rand(32, 64)
+    handle = add_adc(net, 2, layers=[0])
+    out = net.layers[0](x)
+    handle[0].remove()
+    assert len(torch.unique(out)) <= 4
+    # input noise keeps the 0..255 scale; impulse sets a fraction p of the pixels to 0 or 255
+    img = torch.full((4, 1, 16, 16), 128, dtype=torch.uint8)
+    imp = input_noise("impulse", 0.2, torch.Generator().manual_seed(1))(img)
+    hit = (imp != 128).float().mean().item()
+    assert 0.15 < hit < 0.25 and set(imp[imp != 128].unique().tolist()) <= {0.0, 255.0}
+    shot = input_noise("shot", 1e6, torch.Generator().manual_seed(1))(img)  # many photons: almost exact
+    assert (shot - 128).abs().max() < 1
+    # seeds of one setting are averaged; their spread is the sd
+    rows = [{"label": "df-o", "method": "df-o", "run": r, "level": lv, "mean_accuracy": a, "std_accuracy": 0.0}
+            for r, accs in (("a", (0.9, 0.8)), ("b", (0.7, 0.6))) for lv, a in enumerate(accs)]
+    (row,) = by_method(rows)
+    assert row["runs"] == 2 and row["mean"] == pytest.approx([0.8, 0.7])
+    assert row["sd"] == pytest.approx([0.1414213, 0.1414213], rel=1e-5)

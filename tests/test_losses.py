@@ -85,3 +85,17 @@ def test_npair_softplus_is_additive_margin_softmax_cross_entropy() -> None:
     # m = 0: normalised-softmax cross-entropy over the prototypes (the ablation's "dfhead" row)
     torch.testing.assert_close(NPairMarginLoss(0.0, 0.0, "softplus", s)(g_pos, g_neg),
                                F.cross_entropy(s * scores, y, reduction="none") / s)
+
+
+def test_npair_from_the_score_matrix_equals_the_pairwise_form() -> None:
+    """With every wrong class a negative the learner reads the softplus N-pair loss off the (B, K)
+    scores (fewer operations); it must be the same number as the pairwise form."""
+    from fflearn.negatives import all_wrong, pos_neg
+
+    g = torch.Generator().manual_seed(1)
+    scores, y = torch.randn(7, 10, generator=g), torch.randint(0, 10, (7,), generator=g)
+    loss = NPairMarginLoss(margin=0.2, lam=0.0, form="softplus", scale=20.0)
+    offsets = loss.offsets(y, 10)
+    assert offsets is not None and NPairMarginLoss(form="hinge").offsets(y, 10) is None
+    torch.testing.assert_close(loss.from_scores(scores, y, offsets),
+                               loss(*pos_neg(scores, y, all_wrong(y, 10))))

@@ -11,7 +11,7 @@ backprop under one API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # importing the ingredient modules fills the registries
 from . import data, goodness, labels, losses, methods, models, negatives, schedule, schemes  # noqa: E402,F401

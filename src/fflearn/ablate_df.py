@@ -17,7 +17,9 @@ stays the base's, so rows differ in one ingredient only:
 | ``df-o+pairs`` | plus sample-level N-pair mining: the closest other-class samples of the batch as extra negatives |
 | ``df-ff`` | the FF-style reading of Fig. 1A: the label enters at the input, the goodness is the distance of the layer's projection to that label's anchor, K passes to predict |
 | ``greedy`` | DF-O in blocks of one layer |
-| ``df-r`` | DF-R (random feedback inside a block) |
+| ``df-r`` | DF-R: each layer of a block learns from the block's error through a fixed random matrix (direct) |
+| ``df-r-fa`` | DF-R as feedback alignment, layer by layer (fflearn's DF-R before 2026-12-01) |
+| ``bp`` | end-to-end backprop on the same net and optimisation, for reference |
 
 Runs are independent processes (``fflearn train``), ``--jobs`` at a time; an interrupted
 ablation continues where it stopped (finished runs are kept, checkpointed ones resumed).
@@ -62,11 +64,13 @@ def _rows(base: Config) -> dict[str, tuple[str, dict[str, Any]]]:
         "df-ff": ("df-o", {"label_mode": label_mode, "head": "label-anchors"}),
         "greedy": ("df-o", {"block_size": 1}),
         "df-r": ("df-r", {}),
+        "df-r-fa": ("df-r", {"feedback": "random"}),
+        "bp": ("bp", {}),
     }
 
 
 ROW_NAMES = ["lcp", "lcp-pool", "lcp-nobias", "dfhead", "df-o", "df-o+lambda", "df-o+pairs", "df-ff", "greedy",
-             "df-r"]
+             "df-r", "df-r-fa", "bp"]
 
 
 def row_configs(base: Config, rows: list[str], seeds: int, out: Path) -> list[tuple[str, int, Config]]:

@@ -17,7 +17,7 @@ import torch
 from .data.augment import Augment
 from .data.normalize import Normalizer
 from .learner import Learner
-from .models import Net, build_net
+from .models import Net, build_net, layer_costs
 from .schemes import build_scheme
 
 
@@ -41,5 +41,12 @@ def build(cfg: Any, in_shape: tuple[int, int, int], num_classes: int, mean: torc
     if cfg.compile:
         for layer in net.layers:
             layer.compile()
-    lrn = Learner(net, build_scheme(cfg), cfg, device, num_train=num_train) if learner else None
+    scheme = build_scheme(cfg)
+    if hasattr(scheme, "set_costs") and getattr(scheme, "partition", "size") == "memory":
+        # what a layer holds while its block trains: its saved activations at this batch size and
+        # its (and its head's) gradients
+        saved = layer_costs(net, in_shape)
+        grads = [sum(p.numel() * p.element_size() for p in net.layer_params(i, label=False)) for i in range(len(saved))]
+        scheme.set_costs([s * cfg.batch_size for s in saved], grads)
+    lrn = Learner(net, scheme, cfg, device, num_train=num_train) if learner else None
     return Parts(net, lrn, norm, augment)

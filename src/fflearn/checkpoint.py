@@ -21,7 +21,7 @@ from .runfolder import CHECKPOINT
 # fields a resumed run may not change: they define the network's parameters, what it learns from
 # and the data order (method, model and dataset first: the ones a user is most likely to mix up)
 RESUME_FIXED = ("method", "model", "dataset", "hidden", "width", "norm", "label_mode", "head", "goodness",
-                "anchor_goodness", "head_pool", "head_bias", "negatives", "loss", "scheme", "block_size",
+                "anchor_goodness", "head_pool", "head_bias", "negatives", "loss", "scheme", "block_size", "block_partition",
                 "alternate", "feedback", "limit_train", "val_split", "batch_size", "seed")
 RUN_KEYS = ("config", "learner", "epoch", "step_in_epoch", "global_step", "train_seconds", "metrics", "rng")
 

@@ -65,11 +65,12 @@ class Config:
     peer_norm: float = 0.0  # weight of Hinton's peer normalisation (keeps every unit in use; 0 = off)
     scheme: str = "greedy"  # update scheme: greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
+    block_partition: str = "size"  # blocks scheme: size (every block_size layers) | memory (no block saves more than the heaviest layer: it stands alone)
     alternate: bool = False  # shift block boundaries every other batch (overlapping pairs)
     apl_parity: str = "epoch"  # scheme apl: pairs alternate on the batch index within the epoch (as the reference) | global (a step count)
     apl_last_alone: bool = False  # scheme apl: a last block left without its pair trains alone (false: no update that step, as the reference)
     apl_label_shared: bool = False  # scheme apl: block 1's optimiser also holds the label embedding (false: block 0's only, as the reference)
-    feedback: str = "backprop"  # the cross-layer signal inside a block: backprop | random (DF-R, feedback alignment)
+    feedback: str = "backprop"  # the cross-layer signal inside a block: backprop | direct (DF-R: each layer from the block's error through a fixed random matrix) | random (feedback alignment, layer by layer)
     predict: str = "last"  # which layers vote at test time: last | all | from:N (layers N..)
     # --- optimisation --------------------------------------------------------------------
     epochs: int = 5  # passes over the training set
@@ -209,8 +210,9 @@ def _scalar(name: str, typ: Any, value: Any) -> Any:
 # fields with a fixed set of values (the others that name an ingredient use REGISTRY_FIELDS)
 CHOICES: dict[str, tuple[str, ...]] = {
     "npair_form": ("hinge", "softplus"),
-    "feedback": ("backprop", "random"),
+    "feedback": ("backprop", "random", "direct"),
     "apl_parity": ("epoch", "global"),
+    "block_partition": ("size", "memory"),
 }
 
 # fields that name a registered ingredient: validated against the registry, so plugins count
@@ -300,8 +302,11 @@ def validate(cfg: Config) -> Config:
         raise bad("loss", f"must be 'ce' with label_mode 'head' (a classifier head); got {cfg.loss!r}")
     if cfg.loss == "ce" and cfg.label_mode != "head":
         raise bad("label_mode", "must be 'head' with loss 'ce'")
-    if cfg.feedback == "random" and cfg.scheme not in ("blocks",):
-        raise bad("feedback", "'random' (DF-R) needs scheme 'blocks'")
+    if cfg.feedback == "direct" and cfg.label_mode in ("overlay", "channel"):
+        raise bad("feedback", "'direct' takes the block's error at its top layer's class scores: it needs a one-pass "
+                  "head (label_mode anchors or head), not label copies")
+    if cfg.feedback in ("random", "direct") and cfg.scheme not in ("blocks",):
+        raise bad("feedback", f"{cfg.feedback!r} (DF-R) needs scheme 'blocks'")
     if cfg.channels_last and cfg.model == "mlp":
         raise bad("channels_last", "applies to conv models only (--model small/large)")
     return cfg

@@ -14,6 +14,7 @@ Every function returns one value per sample (and per class for anchors); higher 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,38 @@ def neg_sqdist(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return -dist / d
 
 
+EPS = 1e-12  # as F.normalize
+
+
+class _Cosine(torch.autograd.Function):
+    """Cosine scores that keep, for the backward, only the inputs and their norms: the normalised
+    copy of z (as large as a layer's whole output with ``head_pool: flat``) that F.normalize and
+    the matmul would save is recomputed in the backward instead. z is a view of the layer's
+    output, which the next layer saves anyway, so the head adds almost nothing to a block's
+    saved activations."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        nz = z.norm(dim=1, keepdim=True).clamp_min(EPS)
+        na = a.norm(dim=1, keepdim=True).clamp_min(EPS)
+        ctx.save_for_backward(z, a, nz, na)
+        return (z / nz) @ (a / na).t()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        z, a, nz, na = ctx.saved_tensors
+        zn, an = z / nz, a / na  # recomputed: freed as soon as the gradients are made
+        gz = ga = None
+        if ctx.needs_input_grad[0]:
+            gzn = grad @ an
+            gz = (gzn - zn * (gzn * zn).sum(1, keepdim=True)) / nz
+        if ctx.needs_input_grad[1]:
+            gan = grad.t() @ zn
+            ga = (gan - an * (gan * an).sum(1, keepdim=True)) / na
+        return gz, ga
+
+
 @ANCHOR_GOODNESS.register("cosine")
 def cosine(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each feature vector with each anchor: (B, D), (K, D) -> (B, K)."""
-    return F.normalize(z, dim=1) @ F.normalize(anchors.float(), dim=1).t()
+    return _Cosine.apply(z, anchors.to(z.dtype))

@@ -136,6 +136,8 @@ class Learner:
                               "(head 'anchors'); use the DF methods, or set pair_negatives 0")
         self.needs_indices = bool(getattr(self.sampler, "needs_indices", False))
         self._deepest: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        # a loss that can be read off the (B, K) score matrix when every wrong class is a negative
+        self.from_scores = hasattr(self.loss_fn, "from_scores") and self.sampler is NEGATIVES.get("all")
         n = len(net.layers)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         # A GPU step of a local method is many small kernels (one optimiser per layer): the fused
@@ -181,12 +183,18 @@ class Learner:
         return self.net.prepare(xs, labels)
 
     def _scores(self, i: int, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g_pos, g_neg, _ = self._all_scores(i, h, y, neg)
+        return g_pos, g_neg
+
+    def _all_scores(self, i: int, h: torch.Tensor, y: torch.Tensor,
+                    neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Positive (B,) and negative (B, M) goodness, and for one-pass heads the (B, K) scores."""
         head = self.net.heads[i]
         rows = torch.cat([y, neg.t().reshape(-1)]) if getattr(head, "needs_labels", False) else None
         g = by_sample(head, head_scores(head, h, rows).float(), len(y))
         if getattr(head, "all_classes", False):
-            return pos_neg(g, y, neg)
-        return g[:, 0], g[:, 1:]  # (B, 1+M) label copies: column 0 is the positive
+            return *pos_neg(g, y, neg), g
+        return g[:, 0], g[:, 1:], None  # (B, 1+M) label copies: column 0 is the positive
 
     def negatives(self, y: torch.Tensor, generator: torch.Generator | None = None,
                   idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -218,16 +226,31 @@ class Learner:
         loss and the output of the last one. The layer-parallel pipeline runs each rank's segments."""
         n = len(self.net.layers)
         total_loss = torch.zeros((), device=h.device)
+        direct = self.scheme.feedback == "direct"
+        offsets = self.loss_fn.offsets(y, self.k) if self.from_scores and not self.pairs else None
         for seg in segments:
             if seg.start > 0:
                 h = h.detach()
             losses: list[tuple[int, torch.Tensor]] = []
+            outs: list[tuple[int, torch.Tensor]] = []  # direct feedback: each layer's output
+            top = seg.loss_layers[-1] if seg.loss_layers else -1
+            top_scores: torch.Tensor | None = None
             with self.amp:
                 for i in range(seg.start, seg.end):
                     fa = self.scheme.feedback == "random" and i > seg.start
+                    if direct and i > seg.start:
+                        h = h.detach()  # no signal travels back through the next layer: it comes directly
                     h = self.net.layers[i](h, random_feedback=True) if fa else self.net.layers[i](h)
-                    if i in seg.loss_layers:
-                        g_pos, g_neg = self._scores(i, h, y, neg)
+                    if direct:
+                        outs.append((i, h))
+                    pre = None  # the loss, where it is read off the score matrix directly
+                    if direct and i == top:
+                        top_scores = self.net.heads[i](h).float()  # (B, K): the block's error is taken here
+                        g_pos, g_neg = pos_neg(top_scores, y, neg)
+                    elif i in seg.loss_layers:
+                        g_pos, g_neg, full = self._all_scores(i, h, y, neg)
+                        if offsets is not None and full is not None:
+                            pre = self.loss_fn.from_scores(full, y, offsets).mean()
                         if self.observes:  # layers run in order: the last kept is the deepest
                             self._deepest = (i, g_pos.detach(), g_neg.detach())
                     elif self.scheme.probes:  # e2e: a linear probe on detached features
@@ -237,13 +260,14 @@ class Learner:
                             g_pos, g_neg = self._scores(i, h, y, neg)
                     else:
                         continue
-                    li = None
-                    if i in seg.loss_layers or self.scheme.probes:
+                    li = pre
+                    if li is None and (i in seg.loss_layers or self.scheme.probes):
                         loss_neg = g_neg
                         if self.pairs and i in seg.loss_layers:
                             extra = self.net.heads[i].pair_scores(h, y, self.pairs)  # type: ignore[operator]
                             loss_neg = torch.cat([g_neg, extra.float()], 1)
                         li = self.loss_fn(g_pos, loss_neg).mean()
+                    if li is not None:
                         if self.peer is not None and i in seg.loss_layers:
                             # the positives: the first B rows in every label mode
                             running = self.net.layers[i].activity
@@ -256,6 +280,8 @@ class Learner:
                 continue
             per_layer = torch.stack([li for _, li in losses])
             loss = per_layer.sum()
+            if direct and top_scores is not None and len(outs) > 1:
+                loss = loss + self._direct_feedback(outs[:-1], losses[-1][1], top_scores)
             self._pending.append((step, [i for i, _ in losses], per_layer.detach()))
             if len(self._pending) >= self.check_every:
                 self.check_losses()
@@ -273,6 +299,20 @@ class Learner:
         if stats is not None:
             stats.flush()
         return total_loss, h
+
+    def _direct_feedback(self, outs: list[tuple[int, torch.Tensor]], top_loss: torch.Tensor,
+                         top_scores: torch.Tensor) -> torch.Tensor:
+        """DF-R with direct random feedback (after DFA, Noekland 2016): the error of the block's
+        loss at its top layer's class scores, e = dL/dscores (B, K), reaches every lower layer i
+        of the block at once through its fixed random matrix B_i (K x its output size): a term
+        whose gradient at layer i's output is e B_i. No layer waits for a later layer's backward."""
+        (e,) = torch.autograd.grad(top_loss, top_scores, retain_graph=True)
+        terms = []
+        for i, h in outs:
+            fb = self.net.layers[i].direct
+            assert isinstance(fb, torch.Tensor), "layer was built without a direct feedback matrix"
+            terms.append((h.flatten(1).float() * (e @ fb).detach()).sum())
+        return torch.stack(terms).sum()
 
     def check_losses(self) -> None:
         """The NaN guard: raise TrainingError naming the first non-finite loss recorded since the

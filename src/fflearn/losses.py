@@ -64,14 +64,27 @@ class NPairMarginLoss:
     def from_config(cls, cfg: Any) -> NPairMarginLoss:
         return cls(cfg.margin, cfg.lam, cfg.npair_form, cfg.npair_scale)
 
+    def offsets(self, y: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+        """For :meth:`from_scores`: s * m on each sample's true class (B, K), made once per step;
+        None where the shortcut does not apply (the hinge form, or lambda)."""
+        if self.form != "softplus" or self.lam:
+            return None
+        return torch.zeros(len(y), num_classes, device=y.device).scatter_(1, y.unsqueeze(1), self.scale * self.margin)
+
+    def from_scores(self, scores: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The softplus form over all K-1 wrong classes from the (B, K) score matrix, by the identity
+        (1/s) log(1 + sum_c exp(s(m - gap_c))) = (1/s) CE(s G - s m e_y, y) (docs/distance-forward.md):
+        the same number, with fewer operations than gathering the positive and negatives first."""
+        logits = self.scale * scores - offsets
+        return (torch.logsumexp(logits, 1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)) / self.scale
+
     def __call__(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         viol = self.margin - (g_pos.unsqueeze(1) - g_neg)
         if self.form == "hinge":
             loss = F.relu(viol).mean(1)
         else:
-            s = self.scale
-            zero = torch.zeros_like(viol[:, :1])
-            loss = torch.logsumexp(torch.cat([zero, s * viol], 1), 1) / s
+            # log(1 + sum_j exp(x_j)) = softplus(logsumexp_j x_j): no column of zeros to concatenate
+            loss = F.softplus(torch.logsumexp(self.scale * viol, 1)) / self.scale
         if self.lam:
             loss = loss + self.lam * g_neg.max(1).values
         return loss

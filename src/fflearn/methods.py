@@ -90,7 +90,7 @@ def _df(feedback: str) -> Recipe:
 
 METHODS.register("df", _df("backprop"))
 METHODS.register("df-o", _df("backprop"))
-METHODS.register("df-r", _df("random"))
+METHODS.register("df-r", _df("direct"))  # --feedback random: feedback alignment layer by layer
 
 
 def _head(scheme: str) -> Recipe:

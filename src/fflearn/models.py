@@ -12,6 +12,7 @@ length normalisation) or, as batch norm, keeps the information but rescales it (
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -202,6 +203,58 @@ class Net(nn.Module):
         return ps
 
 
+# --- what a layer saves for its backward (memory) ---------------------------------------
+def layer_storages(net: Net, x: torch.Tensor, y: torch.Tensor) -> list[dict[int, int]]:
+    """Storages (address -> bytes) that autograd saves in each layer of one forward of the layer stack.
+
+    One forward with gradients on (no backward, no heads): the pack hook only records, and returns
+    nothing, so no reference cycle keeps the graph alive; the tensors are kept in a list until the
+    end so that no storage address is reused meanwhile. A segment starting at layer a saves the
+    same storages as here (its detached input shares the storage of layer a-1's output), so the
+    saved bytes of any segment are the size of the union of its layers' storages.
+    """
+    exclude = {t.untyped_storage().data_ptr() for t in [*net.parameters(), *net.buffers()]}
+    keep: list[torch.Tensor] = []
+    per_layer: list[dict[int, int]] = []
+
+    def pack(t: torch.Tensor) -> None:
+        st = t.untyped_storage()
+        if st.nbytes() and st.data_ptr() not in exclude:
+            per_layer[-1][st.data_ptr()] = st.nbytes()
+        keep.append(t)
+
+    def unpack(_: Any) -> torch.Tensor:
+        raise RuntimeError("layer_storages builds a graph for counting only")
+
+    with torch.no_grad():
+        h = net.prepare(x, y) if net.conditions_input else net.prepare(x)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        for layer in net.layers:
+            per_layer.append({})
+            h = layer(h)
+    keep.clear()
+    return per_layer
+
+
+def segment_bytes(per_layer: list[dict[int, int]], start: int, end: int) -> int:
+    union: dict[int, int] = {}
+    for d in per_layer[start:end]:
+        union.update(d)
+    return sum(union.values())
+
+
+def layer_costs(net: Net, in_shape: tuple[int, int, int]) -> list[int]:
+    """Bytes each layer saves for the backward per sample of a batch (measured on a batch of two
+    random images: the bytes scale with the batch, so relative costs hold at any batch size)."""
+    import copy
+
+    probe = copy.deepcopy(net).train()  # batch norm would update its running statistics
+    p = next(probe.parameters())
+    x = torch.randn(2, *in_shape, generator=torch.Generator().manual_seed(0)).to(p.device)
+    y = torch.zeros(2, dtype=torch.long, device=p.device)
+    return [sum(d.values()) // 2 for d in layer_storages(probe, x, y)]
+
+
 # --- architectures ------------------------------------------------------------------------
 # An architecture maps a config to (out features, max-pool after?) for each layer.
 @MODELS.register("mlp")
@@ -243,4 +296,7 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
         shape = layer.out_shape
         feats = pooled_size(shape, cfg.head_pool)  # type: ignore[attr-defined]
         heads.append(construct(HEADS, head, cfg, features=feats, num_classes=num_classes, shape=shape))
+        if cfg.feedback == "direct":  # type: ignore[attr-defined]
+            # DF-R, direct: a fixed random matrix from the block's class scores to this layer's output
+            layer.register_buffer("direct", torch.randn(num_classes, math.prod(shape)) / math.sqrt(num_classes))
     return Net(label, layers, heads, num_classes, flatten=mlp)

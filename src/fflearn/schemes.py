@@ -69,19 +69,66 @@ class Greedy(Scheme):
 
 @SCHEMES.register("blocks")
 class Blocks(Scheme):
-    def __init__(self, size: int = 2, alternate: bool = False, feedback: str = "backprop") -> None:
+    """Blocks of ``size`` consecutive layers. ``partition: memory`` cuts them by what each layer
+    holds while its block trains (``set_costs``: saved activations at the run's batch size plus its
+    gradients, measured by the factory): a block never holds more than the heaviest single layer,
+    so the heaviest layers stand alone and the others keep blocks of ``size``; a step's peak
+    memory is then the single-layer bound of local learning."""
+
+    def __init__(self, size: int = 2, alternate: bool = False, feedback: str = "backprop",
+                 partition: str = "size") -> None:
+        if partition not in ("size", "memory"):
+            raise ValueError(f"block_partition must be size or memory, got {partition!r}")
+        if partition == "memory" and alternate:
+            raise ValueError("block_partition 'memory' fixes the cuts: it does not combine with alternate")
         self.size = size
         self.alternate = alternate
         self.feedback = feedback
+        self.partition = partition
+        self.costs: list[list[float]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> Blocks:
-        return cls(cfg.block_size, cfg.alternate, cfg.feedback)
+        return cls(cfg.block_size, cfg.alternate, cfg.feedback, cfg.block_partition)
+
+    def set_costs(self, *costs: list[float]) -> None:
+        """One or more per-layer costs (bytes); a block may hold no more of any than the layer
+        heaviest in it (the factory gives saved activations and gradients)."""
+        self.costs = [list(c) for c in costs]
+
+    def memory_cuts(self, n: int) -> list[int]:
+        assert self.costs is not None and all(len(c) == n for c in self.costs), \
+            "block_partition 'memory' needs each layer's costs"
+        caps = [max(c) for c in self.costs]
+        cuts, runs, size = [0], [0.0] * len(caps), 0
+        for i in range(n):
+            over = any(r + c[i] > cap for r, c, cap in zip(runs, self.costs, caps, strict=True))
+            if size and (size == self.size or over):
+                cuts.append(i)
+                runs, size = [0.0] * len(caps), 0
+            runs = [r + c[i] for r, c in zip(runs, self.costs, strict=True)]
+            size += 1
+        return cuts + [n]
 
     def segments(self, step: int, n: int) -> list[Segment]:
-        offset = self.size // 2 if (self.alternate and step % 2 == 1) else 0
-        cuts = sorted({0, n, *range(offset or self.size, n, self.size)})
+        if self.partition == "memory":
+            cuts = self.memory_cuts(n)
+        else:
+            offset = self.size // 2 if (self.alternate and step % 2 == 1) else 0
+            cuts = sorted({0, n, *range(offset or self.size, n, self.size)})
         return [Segment(a, b, tuple(range(a, b))) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+    # With fixed cuts a block steps as one: one optimiser for its layers, one multi-tensor Adam call
+    # per block instead of one per layer (Adam's update is elementwise, so the numbers are the same;
+    # on a GPU each call is a handful of kernel launches). Alternating cuts need one per layer.
+    def optimizer_layers(self, i: int, n: int) -> list[int]:
+        if not self.static():
+            return [i]
+        seg = next(s for s in self.segments(0, n) if s.start <= i < s.end)
+        return list(range(seg.start, seg.end)) if i == seg.start else []
+
+    def stepped(self, seg: Segment, n: int) -> list[int]:
+        return list(seg.loss_layers) if not self.static() else [seg.start]
 
     def static(self) -> bool:
         return not self.alternate or self.size == 1

@@ -37,6 +37,7 @@ from ..cliargs import add_list, list_value
 from ..config import coerce, parse_overrides
 from ..console import format_table
 from ..errors import ConfigError
+from ..models import layer_storages, segment_bytes
 from ..runfolder import write_json
 from .report import out_dir
 
@@ -134,45 +135,6 @@ def dataset_shape(dataset: str, data_dir: str | None = None) -> tuple[tuple[int,
         return (3, s, s), 10
     ds = load_dataset(name, data_dir, download=False)  # a plugin dataset: its real shape
     return ds.input_shape, ds.num_classes
-
-
-def layer_storages(net: Any, x: torch.Tensor, y: torch.Tensor) -> list[dict[int, int]]:
-    """Storages (address -> bytes) that autograd saves in each layer of one forward of the layer stack.
-
-    One forward with gradients on (no backward, no heads): the pack hook only records, and returns
-    nothing, so no reference cycle keeps the graph alive; the tensors are kept in a list until the
-    end so that no storage address is reused meanwhile. A segment starting at layer a saves the
-    same storages as here (its detached input shares the storage of layer a-1's output), so the
-    saved bytes of any segment are the size of the union of its layers' storages.
-    """
-    exclude = {t.untyped_storage().data_ptr() for t in [*net.parameters(), *net.buffers()]}
-    keep: list[torch.Tensor] = []
-    per_layer: list[dict[int, int]] = []
-
-    def pack(t: torch.Tensor) -> None:
-        st = t.untyped_storage()
-        if st.nbytes() and st.data_ptr() not in exclude:
-            per_layer[-1][st.data_ptr()] = st.nbytes()
-        keep.append(t)
-
-    def unpack(_: Any) -> torch.Tensor:
-        raise RuntimeError("layer_storages builds a graph for counting only")
-
-    with torch.no_grad():
-        h = net.prepare(x, y) if net.conditions_input else net.prepare(x)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        for layer in net.layers:
-            per_layer.append({})
-            h = layer(h)
-    keep.clear()
-    return per_layer
-
-
-def segment_bytes(per_layer: list[dict[int, int]], start: int, end: int) -> int:
-    union: dict[int, int] = {}
-    for d in per_layer[start:end]:
-        union.update(d)
-    return sum(union.values())
 
 
 def _segment_limit(net: Any, scheme: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
@@ -314,44 +276,85 @@ def _mib(b: float) -> str:
     return f"{b / MiB:.1f}"
 
 
+def plot_curve(curves: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
+    """Peak memory / BP's against batch size, one line per (model, method): the DF paper's Fig. 4A
+    claim (below 40% of BP) across batch sizes; PNG and PDF."""
+    from .figures import pyplot, save, style
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    k = 0
+    for model, rows in curves.items():
+        for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "bp"):
+            pts = sorted((r["batch_size"], r["ratio_to_bp"]) for r in rows if r["method"] == method)
+            ax.plot([b for b, _ in pts], [v for _, v in pts], lw=1.8, label=f"{method}, {model}", **style(k))
+            k += 1
+    ax.axhline(0.4, color="grey", ls="--", lw=1, label="40% of BP (the DF paper's claim)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("peak memory of one step / BP's")
+    ax.set_title("Training memory against batch size", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out, "memory-curve")
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise ConfigError("--methods needs at least one method name")
-    batch = coerce("batch_size", args.batch_size)  # same one-line errors as the config
-    if batch < 1:
-        raise ConfigError(f"--batch-size must be at least 1; got {batch}")
+    batches = [coerce("batch_size", b) for b in list_value(args.batch_size)]  # same one-line errors as the config
+    if any(b < 1 for b in batches):
+        raise ConfigError(f"--batch-size must be at least 1; got {batches}")
+    models = list_value(args.model)
     width = None if args.width is None else coerce("width", args.width)
     hidden = None if args.hidden is None else coerce("hidden", list_value(args.hidden))
-    results = run_memory(methods, model=args.model, batch_size=batch, dataset=args.dataset, width=width,
-                         hidden=hidden, device=args.device, data_dir=args.data_dir,
-                         **parse_overrides(args.overrides))
-    r0 = results[0]
-    print(f"memory of one training step: model {r0['model']}, {r0['dataset']} shape, batch {batch}, "
-          f"{r0['measure'].split(' ')[0]} (MiB)")
-    rows = [[r["method"], r["scheme"], _mib(r["saved_activation_bytes_peak"]), _mib(r["param_bytes"] + r["buffer_bytes"]),
-             _mib(r["grad_bytes"]), _mib(r["optimizer_bytes"]), _mib(r["peak_bytes"]),
-             None if r["ratio_to_bp"] is None else f"{r['ratio_to_bp']:.3f}",
-             None if r["saved_ratio_to_bp"] is None else f"{r['saved_ratio_to_bp']:.3f}",
-             f"{r['arch_limit']:.3f}"] for r in results]
-    print(format_table(["method", "scheme", "saved act", "params", "grads", "optim", "peak", "ratio_to_bp",
-                        "act_ratio", "arch_limit"], rows))
+    curves: dict[str, list[dict[str, Any]]] = {}
+    payload: dict[str, Any] = {}
+    for model in models:
+        for batch in batches:
+            results = run_memory(methods, model=model, batch_size=batch, dataset=args.dataset, width=width,
+                                 hidden=hidden, device=args.device, data_dir=args.data_dir,
+                                 **parse_overrides(args.overrides))
+            curves.setdefault(model, []).extend(results)
+            r0 = results[0]
+            print(f"memory of one training step: model {model}, {r0['dataset']} shape, batch {batch}, "
+                  f"{r0['measure'].split(' ')[0]} (MiB)")
+            rows = [[r["method"], r["scheme"], _mib(r["saved_activation_bytes_peak"]),
+                     _mib(r["param_bytes"] + r["buffer_bytes"]), _mib(r["grad_bytes"]), _mib(r["optimizer_bytes"]),
+                     _mib(r["peak_bytes"]), None if r["ratio_to_bp"] is None else f"{r['ratio_to_bp']:.3f}",
+                     None if r["saved_ratio_to_bp"] is None else f"{r['saved_ratio_to_bp']:.3f}",
+                     f"{r['arch_limit']:.3f}"] for r in results]
+            print(format_table(["method", "scheme", "saved act", "params", "grads", "optim", "peak", "ratio_to_bp",
+                                "act_ratio", "arch_limit"], rows))
+            if args.out and len(batches) == 1:  # figures only where asked for
+                for p in plot_memory(results, out_dir(args.out)):
+                    print(p)
+            payload = {"results": results, "model": model, "batch_size": batch, "dataset": r0["dataset"],
+                       "device": args.device, "measure": r0["measure"]}
     print("act_ratio: peak saved activations / BP's; arch_limit: largest segment's saved activations / "
           "the whole layer stack's (layers only)")
-    if args.out:  # figures only where asked for
-        for p in plot_memory(results, out_dir(args.out)):
-            print(p)
+    if len(batches) > 1 or len(models) > 1:
+        payload = {"curve": [r for rows in curves.values() for r in rows], "models": models, "batch_sizes": batches,
+                   "methods": methods, "device": args.device, "measure": payload["measure"],
+                   "rows": [{k: r[k] for k in ("model", "method", "batch_size", "ratio_to_bp", "saved_ratio_to_bp",
+                                               "peak_bytes", "arch_limit")} for rows in curves.values() for r in rows]}
+        if args.out:
+            for p in plot_curve(curves, out_dir(args.out)):
+                print(p)
     if args.json:
-        write_json({"results": results, "model": r0["model"], "batch_size": batch, "dataset": r0["dataset"],
-                    "device": args.device, "measure": r0["measure"]}, args.json)
+        write_json(payload, args.json)
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("memory", help="peak training memory of one step per method (DF Fig. 4A)")
-    p.add_argument("--model", default="large", help="mlp | small | large | a registered model (default large)")
+    p.add_argument("--model", default="large",
+                   help="mlp | small | large | a registered model; several (small,large) give a curve (default large)")
     p.add_argument("--methods", default="bp,ff,trifecta,df-o,df-r,lcp", help="comma-separated methods")
-    p.add_argument("--batch-size", default="256", help="batch size (default 256)")
+    p.add_argument("--batch-size", default="256",
+                   help="batch size (default 256); several (64,128,256,512,1024) give the ratio-to-BP curve")
     p.add_argument("--dataset", help="input shape of this dataset (default cifar10; mnist for mlp)")
     p.add_argument("--width", help="channel scale of the conv nets (default 1)")
     add_list(p, "--hidden", "MLP widths, e.g. 1000 1000 1000")

@@ -10,11 +10,19 @@ trained network (the loaded weights are never touched):
 * ``quant`` (limited precision): the same weight arrays are quantised symmetrically, per tensor, to
   k bits: q = 2^(k-1) - 1 levels each side of 0, step = max|w| / q, w -> round(w / step) * step;
 * ``activation`` (read noise): the output of every layer gets additive Gaussian noise of std
-  sigma * std(that output), through forward hooks.
+  sigma * std(that output), through forward hooks;
+* ``stuck`` (stuck-at faults): a fraction p of the weight array elements is stuck, half at 0
+  (an open device) and half at +-max|w| of their array (a saturated one);
+* ``adc`` (activation / ADC quantisation): every layer's output is read through a k-bit
+  converter: uniform levels between 0 and its largest value (outputs are non-negative, after ReLU);
+* ``shot`` (input shot noise): each pixel's intensity in [0, 1] counts N photons at full scale
+  and is read as Poisson(N x) / N: fewer photons, more noise;
+* ``impulse`` (salt and pepper): a fraction p of the input pixels reads 0 or 1.
 
-Weight and activation noise are random: mean and standard deviation over ``draws`` draws (draw d
-uses the same random numbers at every level, so the curves are smooth). Quantisation is
-deterministic: one evaluation, std 0.
+``layers`` restricts weight, quant, stuck, activation and adc noise to those layers (one at a
+time shows where a method loses accuracy); input noise has no layer. Random kinds: mean and
+standard deviation over ``draws`` draws (draw d uses the same random numbers at every level, so
+the curves are smooth); the quantisations are deterministic: one evaluation, std 0.
 """
 
 from __future__ import annotations
@@ -38,22 +46,73 @@ LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise
     "quant": [8, 6, 4, 3, 2],  # bits
     "activation": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma, relative to each activation's std
+    "stuck": [0.01, 0.02, 0.05, 0.1, 0.2],  # fraction of weights stuck
+    "adc": [8, 6, 4, 3, 2],  # bits of the read-out of each layer's output
+    "shot": [300, 100, 30, 10, 3],  # photons at full scale
+    "impulse": [0.01, 0.02, 0.05, 0.1, 0.2],  # fraction of pixels at 0 or 1
 }
 KINDS = tuple(LEVELS)
+DETERMINISTIC = ("quant", "adc")
+INPUT_KINDS = ("shot", "impulse")
 
 
-def weight_arrays(net: nn.Module, heads: bool = True) -> list[nn.Parameter]:
+def weight_arrays(net: nn.Module, heads: bool = True, layers: list[int] | None = None) -> list[nn.Parameter]:
     """The parameters noise applies to: those with two or more dimensions (matrices, kernels);
     ``heads=False`` spares the heads (anchors, classifiers) and the label embedding, so only the
-    layers' arrays are noisy."""
+    layers' arrays are noisy; ``layers``: only those layers (and their heads, unless spared)."""
+    if layers is not None:
+        mods: list[Any] = [m for i in layers for m in ([net.layers[i]] + ([net.heads[i]] if heads else []))]  # type: ignore[index]
+        return [p for m in mods for p in m.parameters() if p.dim() >= 2]
     src = net.parameters() if heads else net.layers.parameters()  # type: ignore[union-attr,operator]
     return [p for p in src if p.dim() >= 2]
 
 
 @torch.no_grad()
-def add_weight_noise(net: nn.Module, sigma: float, generator: torch.Generator, heads: bool = True) -> None:
+def add_stuck_faults(net: nn.Module, frac: float, generator: torch.Generator, heads: bool = True,
+                     layers: list[int] | None = None) -> None:
+    """A fraction ``frac`` of every weight array's elements stuck: half at 0, half at +-max|w|."""
+    for p in weight_arrays(net, heads, layers):
+        u = torch.rand(p.shape, generator=generator, device=p.device)
+        top = p.abs().max()
+        sign = torch.where(torch.rand(p.shape, generator=generator, device=p.device) < 0.5, -1.0, 1.0).to(p.dtype)
+        p.copy_(torch.where(u < frac / 2, torch.zeros_like(p), torch.where(u < frac, sign * top, p)))
+
+
+def add_adc(net: nn.Module, bits: int, layers: list[int] | None = None) -> list[Any]:
+    """Forward hooks reading every (or each listed) layer's output through a ``bits``-bit converter."""
+    if bits < 1:
+        raise ConfigError(f"an ADC needs at least 1 bit; got {bits}")
+    levels = 2**bits - 1
+
+    def hook(_: nn.Module, __: Any, out: torch.Tensor) -> torch.Tensor:
+        top = out.detach().amax().clamp_min(1e-12)
+        return torch.round(out / top * levels) / levels * top
+
+    chosen = range(len(net.layers)) if layers is None else layers  # type: ignore[arg-type]
+    return [net.layers[i].register_forward_hook(hook) for i in chosen]  # type: ignore[index,union-attr]
+
+
+def input_noise(kind: str, value: float, generator: torch.Generator) -> Any:
+    """A function of uint8 images (B, C, H, W) -> the same images with shot or impulse noise, as floats
+    on the 0..255 scale (what the run's normaliser takes)."""
+
+    def noisy(xb: torch.Tensor) -> torch.Tensor:
+        x = xb.float() / 255
+        if kind == "shot":
+            x = torch.poisson(x * value, generator=generator) / value
+        else:
+            u = torch.rand(x.shape, generator=generator, device=x.device)
+            x = torch.where(u < value / 2, torch.zeros_like(x), torch.where(u < value, torch.ones_like(x), x))
+        return x.clamp(0, 1) * 255
+
+    return noisy
+
+
+@torch.no_grad()
+def add_weight_noise(net: nn.Module, sigma: float, generator: torch.Generator, heads: bool = True,
+                     layers: list[int] | None = None) -> None:
     """w <- w * (1 + sigma * eps) for every weight array, in place (use on a copy)."""
-    for p in weight_arrays(net, heads):
+    for p in weight_arrays(net, heads, layers):
         eps = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
         p.mul_(1 + sigma * eps)
 
@@ -70,65 +129,79 @@ def quantize_(t: torch.Tensor, bits: int) -> torch.Tensor:
     return t
 
 
-def quantize_weights(net: nn.Module, bits: int, heads: bool = True) -> None:
-    for p in weight_arrays(net, heads):
+def quantize_weights(net: nn.Module, bits: int, heads: bool = True, layers: list[int] | None = None) -> None:
+    for p in weight_arrays(net, heads, layers):
         quantize_(p.data, bits)
 
 
-def add_activation_noise(net: nn.Module, sigma: float, generator: torch.Generator) -> list[Any]:
-    """Forward hooks adding N(0, (sigma * std(out))^2) to every layer's output; returns the handles."""
+def add_activation_noise(net: nn.Module, sigma: float, generator: torch.Generator,
+                         layers: list[int] | None = None) -> list[Any]:
+    """Forward hooks adding N(0, (sigma * std(out))^2) to every (or each listed) layer's output."""
 
     def hook(_: nn.Module, __: Any, out: torch.Tensor) -> torch.Tensor:
         eps = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
         return out + sigma * out.detach().float().std().to(out.dtype) * eps
 
-    return [layer.register_forward_hook(hook) for layer in net.layers]  # type: ignore[union-attr]
+    chosen = range(len(net.layers)) if layers is None else layers  # type: ignore[arg-type]
+    return [net.layers[i].register_forward_hook(hook) for i in chosen]  # type: ignore[index,union-attr]
 
 
-def evaluate_net(trainer: Any, net: nn.Module) -> float:
-    """Test accuracy of ``net`` on the run's test set, exactly as the trainer evaluates its own net."""
-    from ..predict import evaluate
+def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
+    """Test accuracy of ``net`` on the run's test set, exactly as the trainer evaluates its own net;
+    ``corrupt``: a function applied to the uint8 images before normalisation (input noise)."""
+    from ..predict import eval_batch_size, evaluate
 
-    bs = 1000 if not net.conditions_input else max(100, 1000 // trainer.data.num_classes)  # type: ignore[operator]
-    res = evaluate(net, trainer.data.test_x, trainer.data.test_y, trainer.norm, bs,  # type: ignore[arg-type]
+    norm = trainer.norm if corrupt is None else (lambda xb: trainer.norm(corrupt(xb)))
+    res = evaluate(net, trainer.data.test_x, trainer.data.test_y, norm, eval_batch_size(net),  # type: ignore[arg-type]
                    trainer.cfg.predict, trainer.cfg.bf16)
     return float(res["accuracy"])  # type: ignore[arg-type]
 
 
-def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, heads: bool = True) -> float:
+def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, heads: bool = True,
+                   layers: list[int] | None = None) -> float:
     """Accuracy of a deep copy of the trained net under one draw of noise (value None: no noise)."""
     if kind not in LEVELS:
         raise ConfigError(f"unknown noise kind {kind!r}; choose one of: {', '.join(KINDS)}")
     net = copy.deepcopy(trainer.net)
     g = torch.Generator(device=trainer.device).manual_seed(seed)
+    corrupt = None
     if value is not None:
         if kind == "weight":
-            add_weight_noise(net, float(value), g, heads)
+            add_weight_noise(net, float(value), g, heads, layers)
         elif kind == "quant":
-            quantize_weights(net, int(value), heads)
+            quantize_weights(net, int(value), heads, layers)
+        elif kind == "stuck":
+            add_stuck_faults(net, float(value), g, heads, layers)
+        elif kind == "adc":
+            add_adc(net, int(value), layers)
+        elif kind == "activation":
+            add_activation_noise(net, float(value), g, layers)
         else:
-            add_activation_noise(net, float(value), g)
-    return evaluate_net(trainer, net)
+            corrupt = input_noise(kind, float(value), g)
+    return evaluate_net(trainer, net, corrupt)
 
 
 def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: int = 0,
-                heads: bool = True) -> list[dict[str, Any]]:
+                heads: bool = True, layers: list[int] | None = None) -> list[dict[str, Any]]:
     """Rows (level, value, mean, std, accuracies) for level 0..``levels`` of one kind."""
     clean = noisy_accuracy(trainer, kind, None)
     rows = [{"kind": kind, "level": 0, "value": None, "mean_accuracy": clean, "std_accuracy": 0.0,
              "draws": 1, "accuracies": [clean]}]
     for lv in range(1, levels + 1):
         value = LEVELS[kind][lv - 1]
-        n = 1 if kind == "quant" else draws  # quantisation is deterministic
-        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads) for d in range(n)]
+        n = 1 if kind in DETERMINISTIC else draws
+        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads, layers=layers)
+                for d in range(n)]
         rows.append({"kind": kind, "level": lv, "value": value, "mean_accuracy": statistics.fmean(accs),
                      "std_accuracy": statistics.stdev(accs) if n > 1 else 0.0, "draws": n, "accuracies": accs})
     return rows
 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
-              heads: bool = True, **overrides: Any) -> list[dict[str, Any]]:
-    """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir)."""
+              heads: bool = True, layers: list[int] | None = None, **overrides: Any) -> list[dict[str, Any]]:
+    """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir).
+    A run's ``label`` is its folder's name, or the folder above for the seeds of one setting
+    (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
     from ..runs import load_run
 
     for k in kinds:
@@ -141,10 +214,11 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
     results = []
     for d in run_dirs:
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
-        name = Path(d).resolve().name
+        path = Path(d).resolve()
+        label = path.parent.name if path.name.startswith("seed") else path.name
         for k in kinds:
-            for row in noise_curve(t, k, levels, draws, seed, heads):
-                results.append({"run": name, "method": t.cfg.method, **row})
+            for row in noise_curve(t, k, levels, draws, seed, heads, layers):
+                results.append({"run": str(path), "label": label, "method": t.cfg.method, **row})
     return results
 
 
@@ -155,17 +229,20 @@ def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
 
     plt = pyplot()
     paths: list[Path] = []
-    unit = {"weight": "sigma", "quant": "bits", "activation": "sigma"}
+    unit = {"weight": "sigma", "quant": "bits", "activation": "sigma", "stuck": "p", "adc": "bits",
+            "shot": "photons", "impulse": "p"}
     title = {"weight": "Device variation: w(1 + sigma eps)", "quant": "Limited precision: k-bit weights",
-             "activation": "Read noise on layer outputs: + sigma std(a) eps"}
+             "activation": "Read noise on layer outputs: + sigma std(a) eps",
+             "stuck": "Stuck-at faults: a fraction p of the weights at 0 or +-max",
+             "adc": "Read-out (ADC) precision: k-bit layer outputs", "shot": "Input shot noise: Poisson(N x) / N",
+             "impulse": "Impulse noise: a fraction p of the pixels at 0 or 1"}
     for kind in dict.fromkeys(r["kind"] for r in results):
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         rows = [r for r in results if r["kind"] == kind]
-        for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):
-            rr = sorted((r for r in rows if r["run"] == run), key=lambda r: r["level"])
-            label = run if rr[0]["method"] in run else f"{run} ({rr[0]['method']})"
-            ax.errorbar([r["level"] for r in rr], [100 * r["mean_accuracy"] for r in rr],
-                        yerr=[100 * r["std_accuracy"] for r in rr], capsize=3, label=label, **style(i))
+        for i, row in enumerate(by_method(rows)):  # mean and sd over each method's runs (seeds)
+            n = row["runs"]
+            ax.errorbar(row["levels"], [100 * m for m in row["mean"]], yerr=[100 * s for s in row["sd"]],
+                        capsize=3, label=f"{row['method']} ({n} run{'s' if n > 1 else ''})", **style(i))
         lv = sorted({(r["level"], r["value"]) for r in rows}, key=lambda t: t[0])
         ax.set_xticks([v[0] for v in lv])
         ax.set_xticklabels(["0\nclean" if v is None else f"L{n}\n{unit[kind]} {v:g}" for n, v in lv], fontsize=8)
@@ -177,6 +254,24 @@ def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
     return paths
 
 
+def by_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One kind's rows -> per method: the levels, the mean over its runs of each run's mean accuracy
+    and their sd (the spread between trained seeds; one run: the spread between noise draws)."""
+    out = []
+    for method in dict.fromkeys(r.get("label", r["method"]) for r in rows):
+        mine = [r for r in rows if r.get("label", r["method"]) == method]
+        runs = list(dict.fromkeys(r["run"] for r in mine))
+        levels = sorted({r["level"] for r in mine})
+        mean, sd = [], []
+        for lv in levels:
+            accs = [r["mean_accuracy"] for r in mine if r["level"] == lv]
+            mean.append(statistics.fmean(accs))
+            sd.append(statistics.stdev(accs) if len(accs) > 1 else
+                      next(r["std_accuracy"] for r in mine if r["level"] == lv))
+        out.append({"method": method, "runs": len(runs), "levels": levels, "mean": mean, "sd": sd})
+    return out
+
+
 def cmd_noise(args: argparse.Namespace) -> int:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
@@ -184,21 +279,32 @@ def cmd_noise(args: argparse.Namespace) -> int:
         limit = None if args.limit_test is None else int(args.limit_test)
     except ValueError:
         raise ConfigError("--levels, --draws and --limit-test must be integers") from None
-    results = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads, limit_test=limit,
-                        device=args.device, data_dir=args.data_dir)
-    headers = ["run", "method", "kind"] + [f"L{i}" for i in range(levels + 1)]
+    from ..cliargs import list_value
+
+    layer_sets: list[list[int] | None] = [None]
+    if args.layers:
+        try:
+            layer_sets = [[int(v)] for v in list_value(args.layers)]
+        except ValueError:
+            raise ConfigError(f"--layers takes layer numbers, e.g. 0,1,2; got {args.layers!r}") from None
+    results = []
+    for layers in layer_sets:
+        for r in run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
+                           layers=layers, limit_test=limit, device=args.device, data_dir=args.data_dir):
+            results.append({**r, "layers": layers})
+    headers = ["layers", "method", "runs", "kind"] + [f"L{i}" for i in range(levels + 1)]
     table = []
-    for run in dict.fromkeys(r["run"] for r in results):
+    for layers in layer_sets:
         for k in kinds:
-            rr = sorted((r for r in results if r["run"] == run and r["kind"] == k), key=lambda r: r["level"])
-            table.append([run, rr[0]["method"], k] + [
-                f"{100 * r['mean_accuracy']:.2f}" + (f"±{100 * r['std_accuracy']:.2f}" if r["draws"] > 1 else "")
-                for r in rr])
-    print("test accuracy (%) under noise, mean±std over draws; levels: "
+            rows = [r for r in results if r["kind"] == k and r["layers"] == layers]
+            for row in by_method(rows):
+                table.append(["all" if layers is None else ",".join(map(str, layers)), row["method"], row["runs"], k]
+                             + [f"{100 * m:.2f}±{100 * s:.2f}" for m, s in zip(row["mean"], row["sd"], strict=True)])
+    print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws); levels: "
           + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
     print(format_table(headers, table))
     if args.out:  # figures only where asked for
-        for p in plot_noise(results, out_dir(args.out)):
+        for p in plot_noise([r for r in results if r["layers"] is None] or results, out_dir(args.out)):
             print(p)
     if args.json:
         write_json({"results": results, "levels": {k: LEVELS[k][:levels] for k in kinds}, "draws": draws,
@@ -209,7 +315,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("noise", help="accuracy of trained runs under weight, precision and read noise (DF Fig. 4C-E)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--kinds", default="weight,quant,activation", help="comma-separated: weight, quant, activation")
+    p.add_argument("--kinds", default="weight,quant,activation",
+                   help="comma-separated: " + ", ".join(KINDS) + " (default weight,quant,activation)")
+    p.add_argument("--layers", help="noise one layer at a time: the layers to try, e.g. 0,1,2,3,4,5 (default: all at once)")
     p.add_argument("--levels", default="5", help="number of noise levels L1..Ln, 1-5 (default 5)")
     p.add_argument("--draws", default="3", help="random draws per level (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")

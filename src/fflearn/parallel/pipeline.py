@@ -51,6 +51,9 @@ def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     """The static segments of ``cfg``'s scheme, or a ConfigError saying why it cannot be split."""
     check_multiprocess(cfg, "--pipeline")
     scheme = build_scheme(cfg)
+    if getattr(scheme, "partition", "size") == "memory":
+        raise ConfigError("--pipeline splits the blocks before the network exists: use --block-partition size "
+                          "(block_partition 'memory' is measured on the built network)")
     if not scheme.static():
         why = ("the Trifecta's alternating pairs (apl) move the segment boundaries every step"
                if cfg.scheme == "apl" else "alternate blocks move the segment boundaries every other step")
