@@ -177,3 +177,17 @@ def test_ablate_df_writes_the_contract(data_root, tmp_path) -> None:
                  "--limit-train", "1200", "--limit-test", "300", "--epochs", "1", "--val-split", "200", "--seeds", "2",
                  "--rows", "lcp,df-o", "--out", str(out), "--json", str(js)]) == 0
     assert (out / "df-o" / "seed0" / "summary.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("method", ["df-o", "df-r", "trifecta", "lcp"])
+def test_a_bf16_channels_last_step(method: str) -> None:
+    """bf16 autocast with channels-last (the CPU presets' setting) trains every head kind."""
+    from fflearn.learner import Learner
+    from fflearn.schemes import build_scheme
+
+    cfg = make_config(method=method, model="small", width=0.0625, bf16=True, channels_last=True, batch_size=8)
+    net = build_net(cfg, (1, 28, 28), 10).to(memory_format=torch.channels_last)
+    learner = Learner(net, build_scheme(cfg), cfg, torch.device("cpu"))
+    x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    loss = learner.step(x, torch.arange(8) % 10, 0)
+    assert torch.isfinite(loss)

@@ -280,3 +280,22 @@ def test_pair_scores_take_the_closest_other_class_samples() -> None:
     torch.testing.assert_close(out, want)
     assert head.pair_scores(h, y, 5).shape == (4, 4)  # at most B columns; same-class entries are -inf
     assert torch.isinf(head.pair_scores(h, y, 5)[:, -1]).all()
+
+
+def test_loewex_ff_options_by_hand() -> None:
+    """relu_grad full: ReLU forward, identity backward; sum_squares_minus_width: sum h^2 - D."""
+    from fflearn.goodness import sum_squares_minus_width
+    from fflearn.models import Layer
+
+    h = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.5, 0.0]])
+    torch.testing.assert_close(sum_squares_minus_width(h), torch.tensor([14.0 - 3, 0.5 - 3]))
+    for mode, want in (("exact", [1.0, 0.0]), ("full", [1.0, 1.0])):
+        layer = Layer((2,), 2, norm="none", relu_grad=mode)
+        with torch.no_grad():
+            layer.op.weight.copy_(torch.eye(2))
+            layer.op.bias.zero_()
+        x = torch.tensor([[1.0, -1.0]], requires_grad=True)
+        out = layer(x)
+        assert out.tolist() == [[1.0, 0.0]]  # the forward is ReLU either way
+        out.sum().backward()
+        assert x.grad.tolist() == [want], mode  # the negative unit passes its gradient only with 'full'

@@ -63,6 +63,7 @@ class Config:
     npair_scale: float = 100.0  # DF softplus sharpness s: (1/s) log(1 + sum exp(s (m - gap)))
     pair_negatives: int = 0  # DF sample-level N-pair mining: the P closest other-class samples of the batch join each sample's negatives (0 = class anchors only)
     peer_norm: float = 0.0  # weight of Hinton's peer normalisation (keeps every unit in use; 0 = off)
+    relu_grad: str = "exact"  # ReLU's backward: exact | full (straight through whatever the sign: loeweX's FF)
     scheme: str = "greedy"  # update scheme: greedy | blocks (DF-O) | apl (Trifecta) | e2e (BP)
     block_size: int = 2  # layers per update block of the blocks scheme (1 = greedy)
     block_partition: str = "size"  # blocks scheme: size (every block_size layers) | memory (no block saves more than the heaviest layer: it stands alone)
@@ -213,6 +214,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "feedback": ("backprop", "random", "direct"),
     "apl_parity": ("epoch", "global"),
     "block_partition": ("size", "memory"),
+    "relu_grad": ("exact", "full"),
 }
 
 # fields that name a registered ingredient: validated against the registry, so plugins count

@@ -38,6 +38,14 @@ def sum_squares(h: torch.Tensor) -> torch.Tensor:
     return _flat(h).float().pow(2).sum(1)
 
 
+@GOODNESS.register("sum_squares_minus_width")
+def sum_squares_minus_width(h: torch.Tensor) -> torch.Tensor:
+    """Sum of squares minus the number of features: loeweX's FF threshold (with ``tau: 0``, a layer
+    of D units is positive when its sum of squares passes D, i.e. a mean square of 1)."""
+    flat = _flat(h).float()
+    return flat.pow(2).sum(1) - flat.shape[1]
+
+
 @POOLS.register("avg")
 def _avg(h: torch.Tensor) -> torch.Tensor:
     return h.mean((2, 3))
@@ -113,14 +121,16 @@ class _Cosine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        nz = z.norm(dim=1, keepdim=True).clamp_min(EPS)
-        na = a.norm(dim=1, keepdim=True).clamp_min(EPS)
-        ctx.save_for_backward(z, a, nz, na)
-        return (z / nz) @ (a / na).t()
+        with torch.autocast(z.device.type, enabled=False):  # the head works in z's precision (float32)
+            nz = z.norm(dim=1, keepdim=True).clamp_min(EPS)
+            na = a.norm(dim=1, keepdim=True).clamp_min(EPS)
+            ctx.save_for_backward(z, a, nz, na)
+            return (z / nz) @ (a / na).t()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         z, a, nz, na = ctx.saved_tensors
+        grad = grad.to(z.dtype)
         zn, an = z / nz, a / na  # recomputed: freed as soon as the gradients are made
         gz = ga = None
         if ctx.needs_input_grad[0]:

@@ -43,12 +43,28 @@ def make_norm(kind: str, shape: tuple[int, ...]) -> nn.Module:
     return NORMS.get(kind)(shape)
 
 
+class _FullGradReLU(torch.autograd.Function):
+    """ReLU forward, identity backward: the gradient passes whatever the input's sign (loeweX's
+    ``ReLU_full_grad``), so a unit switched off by the threshold loss can still come back."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
 class Layer(nn.Module):
-    """One locally trained layer. ``random_feedback`` builds a fixed feedback matrix for DF-R."""
+    """One locally trained layer. ``random_feedback`` builds a fixed feedback matrix for DF-R;
+    ``relu_grad``: ``exact`` (ReLU's own gradient) or ``full`` (straight through)."""
 
     def __init__(self, in_shape: tuple[int, ...], out_features: int, norm: str = "unit",
-                 pool: bool = False, random_feedback: bool = False, peer_norm: bool = False) -> None:
+                 pool: bool = False, random_feedback: bool = False, peer_norm: bool = False,
+                 relu_grad: str = "exact") -> None:
         super().__init__()
+        self.full_grad = relu_grad == "full"
         self.conv = len(in_shape) == 3
         self.norm = make_norm(norm, in_shape)
         if self.conv:
@@ -85,7 +101,7 @@ class Layer(nn.Module):
                 x = fa_linear(x, w.to(x.dtype), None if b is None else b.to(x.dtype), self.feedback)
         else:
             x = self.op(x)
-        x = F.relu(x)
+        x = _FullGradReLU.apply(x) if self.full_grad else F.relu(x)
         if self.pool:
             x = F.max_pool2d(x, 2)
         return x
@@ -291,7 +307,7 @@ def build_net(cfg: object, in_shape: tuple[int, int, int], num_classes: int,
     heads: list[nn.Module] = []
     for out, pool in MODELS.get(cfg.model)(cfg):  # type: ignore[attr-defined]
         layer = Layer(shape, out, cfg.norm, pool, random_feedback=fb,  # type: ignore[attr-defined]
-                      peer_norm=cfg.peer_norm > 0)  # type: ignore[attr-defined]
+                      peer_norm=cfg.peer_norm > 0, relu_grad=cfg.relu_grad)  # type: ignore[attr-defined]
         layers.append(layer)
         shape = layer.out_shape
         feats = pooled_size(shape, cfg.head_pool)  # type: ignore[attr-defined]
