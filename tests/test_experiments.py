@@ -333,3 +333,11 @@ def test_noise_kinds_by_hand():
     (row,) = by_method(rows)
     assert row["runs"] == 2 and row["mean"] == pytest.approx([0.8, 0.7])
     assert row["sd"] == pytest.approx([0.1414213, 0.1414213], rel=1e-5)
+
+
+def test_parallel_speed_bars(tmp_path):
+    from fflearn.experiments.parallel import plot_speed
+
+    paths = plot_speed([("1 process", 20.0), ("pipeline", 11.0)], "speed", tmp_path)
+    assert [p.name for p in paths] == ["parallel-speed.png", "parallel-speed.pdf"]
+    assert paths[0].read_bytes()[:8] == PNG and paths[1].read_bytes()[:5] == b"%PDF-"

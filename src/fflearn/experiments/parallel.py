@@ -86,6 +86,23 @@ def _run(name: str, argv: list[str], threads: int, out: Path) -> dict[str, Any]:
     return res
 
 
+def plot_speed(bars: list[tuple[str, float]], title: str, out: Path) -> list[Path]:
+    """Epoch time of each configuration, the speed-up over the first on top (DF Fig. 4B); PNG and PDF."""
+    from .figures import PALETTE, pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(bars) + 2), 4.0))
+    names, secs = [b[0] for b in bars], [b[1] for b in bars]
+    ax.bar(names, secs, color=[PALETTE[i % len(PALETTE)] for i in range(len(bars))])
+    for i, s in enumerate(secs):
+        ax.text(i, s, f"{s:.1f} s\n{secs[0] / s:.2f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("seconds per epoch")
+    ax.set_title(title, fontsize=10)
+    ax.margins(y=0.2)
+    ax.grid(alpha=0.3, axis="y")
+    return save(fig, out, "parallel-speed")
+
+
 def cmd_parallel(args: argparse.Namespace) -> int:
     args.hidden = list_value(args.hidden) if args.hidden else None
     if args.model == "mlp" and not args.hidden:
@@ -118,6 +135,13 @@ def cmd_parallel(args: argparse.Namespace) -> int:
     print(f"\n{args.method} {args.model} on {args.dataset}; {layers}; "
           f"sent per microbatch: {pipe['bytes_sent_per_step']} bytes")
     print(f"run folders: {root}")
+    if args.out:  # the figure beside the run folders, only where asked for
+        bars = [(f"1 process\n{args.threads} threads", seq["epoch_seconds"])]
+        if one is not None:
+            bars.append(("1 process\n1 thread", one["epoch_seconds"]))
+        bars.append((f"pipeline\n{args.ranks} x {per_rank}", pipe["epoch_seconds"]))
+        for p in plot_speed(bars, f"{args.method} {args.model} on {args.dataset}: layer-parallel pipeline", root):
+            print(p)
     if args.json:
         write_json({
             "speedup": speedup, "sequential_seconds": seq["epoch_seconds"], "pipeline_seconds": pipe["epoch_seconds"],
