@@ -43,7 +43,8 @@ def epoch_axis(ax: Any, epochs: list[int]) -> None:
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
 
 
-def out_folder(path: str | Path) -> Path:
+def out_dir(path: str | Path) -> Path:
+    """Create an output folder (one-line error when impossible)."""
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)

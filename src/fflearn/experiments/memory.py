@@ -39,7 +39,7 @@ from ..console import format_table
 from ..errors import ConfigError
 from ..models import layer_storages, segment_bytes
 from ..runfolder import write_json
-from .report import out_dir
+from .figures import out_dir
 
 MiB = 2**20
 

@@ -40,7 +40,7 @@ from ..cliargs import add_bool
 from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
-from .report import out_dir
+from .figures import out_dir
 
 LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise

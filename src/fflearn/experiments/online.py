@@ -27,7 +27,7 @@ from typing import Any
 from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
-from .report import out_dir
+from .figures import out_dir
 
 REFERENCE_BATCH = 128
 

@@ -91,13 +91,14 @@ def _layers(ax: Any, epochs: list[int], rows: list[list[float | None]], scale: f
 
 def plot_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, prefix: str = "") -> list[Path]:
     """Write the figures for ``run_dirs`` into ``out_dir`` (default: the first run folder)."""
-    from .figures import epoch_axis, out_folder, pyplot, save, style
+    from .figures import epoch_axis, pyplot, save, style
+    from .figures import out_dir as make_dir
 
     if not run_dirs:
         raise FFLearnError("give at least one run folder")
     plt = pyplot()
     runs = [(run_label(d), load_metrics(d)) for d in run_dirs]
-    out = out_folder(out_dir if out_dir is not None else run_dirs[0])
+    out = make_dir(out_dir if out_dir is not None else run_dirs[0])
     paths: list[Path] = []
 
     fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..console import format_table, pct
 from ..errors import FFLearnError
+from .figures import out_dir
 
 # --- the seed papers' numbers (test accuracy, %) -------------------------------------------
 DF_PAPER = "DF paper (Wu et al. 2024, arXiv 2408.14925)"
@@ -61,17 +62,6 @@ def paper_numbers(method: str, dataset: str, model: str | None = None) -> list[t
     return [(f"{e['setting']} [{e['source']}]", e["accuracy"][ds])
             for e in PAPER_RESULTS.get(method, []) if ds in e["accuracy"]
             and (model is None or e.get("family") == family(model))]
-
-
-# --- helpers shared by the experiment commands ---------------------------------------------
-def out_dir(path: str | Path) -> Path:
-    """Create an output folder (one-line error when impossible)."""
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FFLearnError(f"cannot create output folder {p}: {e.strerror or e}") from None
-    return p
 
 
 # --- the report ----------------------------------------------------------------------------
