@@ -273,6 +273,9 @@ def by_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
         levels, draws = int(args.levels), int(args.draws)
@@ -325,6 +328,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
     p.add_argument("--data-dir", help="data root (default: the run's)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     p.add_argument("--out", metavar="DIR", help="write the noise curves (PNG and PDF) into DIR (default: no figures)")
     p.set_defaults(func=cmd_noise)
