@@ -156,3 +156,29 @@ def test_val_split_reports_validation_each_epoch_and_test_at_the_end(real_small,
     Trainer(every, dataset=real_small, verbose=False).run()
     recs = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
     assert all("test_accuracy" in r for r in recs)
+
+
+def test_ema_is_what_is_evaluated_saved_and_resumed(real_small, tmp_path) -> None:
+    """--ema D: the reported accuracy is the weights' moving average's, fflearn.load gives that net,
+    and a run resumed after epoch 1 ends exactly as one that never stopped."""
+    import torch
+
+    import fflearn
+
+    base = dict(method="df", hidden=[32], batch_size=50, progress=False, ema=0.9)
+    full = make_config(**base, epochs=2, out=str(tmp_path / "full"))
+    s = Trainer(full, dataset=real_small, verbose=False).run()
+    model = fflearn.load(tmp_path / "full")
+    with torch.no_grad():
+        acc = (model(real_small.test_x).argmax(1) == real_small.test_y).double().mean().item()
+    assert acc == s["test_accuracy"]
+    live = make_config(**{**base, "ema": 0.0}, epochs=2, out=str(tmp_path / "live"))
+    assert Trainer(live, dataset=real_small, verbose=False).run()["test_accuracy"] != s["test_accuracy"]
+    part = make_config(**base, epochs=1, out=str(tmp_path / "part"))
+    Trainer(part, dataset=real_small, verbose=False).run()
+    from fflearn.checkpoint import resume_config
+
+    cfg, path, ck = resume_config(tmp_path / "part", {"epochs": 2})
+    t = Trainer(cfg, resume=True, dataset=real_small, verbose=False)
+    t.load_checkpoint(path, ck)
+    assert t.run()["test_accuracy"] == s["test_accuracy"]

@@ -82,6 +82,7 @@ class Config:
     milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # schedule 'step': fractions of training
     gamma: float = 0.5  # schedule 'step': lr factor at each milestone
     time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
+    ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999)
     seed: int = 0  # seeds torch (data order, init, augmentation, negatives, validation split)
     # --- run and output ------------------------------------------------------------------
     out: str | None = None  # run folder; None: runs/<method>-<dataset>-<time>
@@ -265,6 +266,8 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
+    if not 0 <= cfg.ema < 1:
+        raise bad("ema", f"must be in [0, 1): the decay of the weights' moving average; got {cfg.ema}")
     if not 0 <= cfg.hard_mix <= 1:
         raise bad("hard_mix", f"must be between 0 and 1; got {cfg.hard_mix}")
     if not math.isfinite(cfg.hard_scale) or cfg.hard_scale < 0:

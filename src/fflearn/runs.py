@@ -111,8 +111,11 @@ def load_run(run_dir: str | Path, with_data: bool = True, **overrides: Any) -> R
         mean, std = (t.cpu() for t in _train_stats(data, cfg))
     torch.manual_seed(cfg.seed)  # the initial weights are replaced below; this only keeps build quiet
     parts = build(cfg, tuple(info["input_shape"]), int(info["num_classes"]), mean, std, device, learner=False)
+    # a run trained with --ema is evaluated (and used) with its weights' moving average
+    state = ck["learner"]["net"] if "ema" not in ck else \
+        {k.removeprefix("module."): v for k, v in ck["ema"].items() if k.startswith("module.")}
     try:
-        parts.net.load_state_dict(ck["learner"]["net"])
+        parts.net.load_state_dict(state)
     except (RuntimeError, KeyError) as e:
         raise FFLearnError(f"checkpoint {path} does not fit this network: {first_line(e)}") from None
     parts.net.eval()

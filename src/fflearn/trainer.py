@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
 from .build import build
@@ -93,6 +94,9 @@ class Trainer:
         assert parts.learner is not None
         self.net, self.learner, self.norm, self.augment = parts.net, parts.learner, parts.norm, parts.augment
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        # the weights' moving average (torch.optim.swa_utils), evaluated instead of the live weights
+        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) \
+            if cfg.ema else None
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # steps done in the current epoch (mid-epoch checkpoints)
         self.global_step = 0
@@ -145,6 +149,7 @@ class Trainer:
                     "python": random.getstate(),
                     "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]},
             "partial_stats": None if self.partial_stats is None else self.partial_stats.state_dict(),
+            **({} if self.ema is None else {"ema": self.ema.state_dict()}),
         }
 
     def check_finite(self) -> None:
@@ -193,6 +198,10 @@ class Trainer:
         if ck.get("partial_stats") is not None:
             self.partial_stats = self.learner.new_stats()
             self.partial_stats.load_state_dict(ck["partial_stats"])
+        if self.ema is not None:
+            if "ema" not in ck:
+                raise FFLearnError(f"checkpoint {path} has no weight average: resume without --ema, or start a new run")
+            self.ema.load_state_dict(ck["ema"])
         self.checkpointed = self._position()
         if self.write:  # metrics.jsonl may hold lines written after this checkpoint: rewrite it
             atomic_write_text("".join(json.dumps(m) + "\n" for m in self.metrics), self.out / "metrics.jsonl")
@@ -270,6 +279,8 @@ class Trainer:
                 self.step_in_epoch += 1
                 self.global_step += 1
                 done += 1
+                if self.ema is not None:
+                    self.ema.update_parameters(self.net)
                 self._call("on_step", loss)
                 if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < spe:
                     sync(self.device)
@@ -373,7 +384,8 @@ class Trainer:
         return rec
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-        return evaluate(self.net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
+        net: Any = self.net if self.ema is None else self.ema.module
+        return evaluate(net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
 
     def summary(self) -> dict[str, Any]:
         def last(key: str) -> dict[str, Any]:

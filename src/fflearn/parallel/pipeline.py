@@ -50,6 +50,9 @@ from .ranks import RankContext
 def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     """The static segments of ``cfg``'s scheme, or a ConfigError saying why it cannot be split."""
     check_multiprocess(cfg, "--pipeline")
+    if cfg.ema:
+        raise ConfigError("--pipeline keeps each rank's layers apart: the weights' moving average (--ema) needs "
+                          "the whole net in one process; use --nproc N or train on one process")
     scheme = build_scheme(cfg)
     if getattr(scheme, "partition", "size") == "memory":
         raise ConfigError("--pipeline splits the blocks before the network exists: use --block-partition size "
