@@ -92,12 +92,12 @@ def json_tables() -> list[str]:
         if f.name in ("summary.json", "headline.json") or f.parent.name.startswith("notes-"):
             continue
         d = json.loads(f.read_text())
-        rows = d.get("rows") or d.get("results")
+        rows = d.get("table") or d.get("rows") or d.get("results")
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
             continue
         prov = d.get("provenance", {})
         keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and not isinstance(rows[0][k], bool)
-                and k not in ("curve",)][:9]
+                and k not in ("curve",)][:10]
         out += [f"### `{f.relative_to(REPO)}`", ""]
         if prov:
             out += [f"`{prov.get('command', '')}` — {prov.get('hardware', '')}, torch {prov.get('torch', '')}, "

@@ -310,8 +310,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
         for p in plot_noise([r for r in results if r["layers"] is None] or results, out_dir(args.out)):
             print(p)
     if args.json:
-        write_json({"results": results, "levels": {k: LEVELS[k][:levels] for k in kinds}, "draws": draws,
-                    "spare_heads": bool(args.spare_heads)}, args.json)
+        summary = [dict(zip(headers, row, strict=True)) for row in table]
+        write_json({"table": summary, "results": results, "levels": {k: LEVELS[k][:levels] for k in kinds},
+                    "draws": draws, "spare_heads": bool(args.spare_heads)}, args.json)
     return 0
 
 
