@@ -182,3 +182,22 @@ def test_ema_is_what_is_evaluated_saved_and_resumed(real_small, tmp_path) -> Non
     t = Trainer(cfg, resume=True, dataset=real_small, verbose=False)
     t.load_checkpoint(path, ck)
     assert t.run()["test_accuracy"] == s["test_accuracy"]
+
+
+def test_eval_on_the_held_out_validation_split(real_small, tmp_path, capsys, monkeypatch) -> None:
+    """fflearn eval --split val rebuilds the run's own validation split and reproduces its figure."""
+    from fflearn.cli import main
+    from fflearn.data import Dataset
+
+    cfg = make_config(method="df", hidden=[32], epochs=1, batch_size=50, val_split=300, out=str(tmp_path / "r"),
+                      progress=False)
+    s = Trainer(cfg, dataset=real_small, verbose=False).run()
+    import fflearn.runs
+
+    def subset(*a: object, **k: object) -> Dataset:  # the run trained on this subset: eval reads the same
+        return real_small
+
+    monkeypatch.setattr(fflearn.runs, "load_dataset", subset)
+    assert main(["eval", str(tmp_path / "r"), "--split", "val", "--json", str(tmp_path / "v.json")]) == 0
+    assert json.loads((tmp_path / "v.json").read_text())["val_accuracy"] == s["val_accuracy"]
+    assert "val accuracy (last)" in capsys.readouterr().out

@@ -82,6 +82,20 @@ class Run:
         """Per-layer and voted accuracy on uint8 images ``x`` with labels ``y``."""
         return evaluate(self.net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
 
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels of ``test``, or of ``val``: the validation split the run held out
+        (the same seeded draw from the same first ``limit_train`` images)."""
+        assert self.data is not None, "load the run with its data"
+        if name == "test":
+            return self.data.test_x, self.data.test_y
+        if name != "val":
+            raise FFLearnError(f"split must be test or val, got {name!r}")
+        if not self.cfg.val_split:
+            raise FFLearnError(f"{self.out} was trained without a validation split (val_split 0): use --split test")
+        _, val = split_validation(limit(self.data, self.cfg.limit_train, None), self.cfg.val_split, self.cfg.seed)
+        assert val is not None
+        return val
+
     def model(self) -> Model:
         shape = self.info.get("input_shape")
         return Model(self.net, self.norm.mean, self.norm.std, self.cfg.predict, self.info.get("classes"),
