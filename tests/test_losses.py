@@ -95,7 +95,14 @@ def test_npair_from_the_score_matrix_equals_the_pairwise_form() -> None:
     g = torch.Generator().manual_seed(1)
     scores, y = torch.randn(7, 10, generator=g), torch.randint(0, 10, (7,), generator=g)
     loss = NPairMarginLoss(margin=0.2, lam=0.0, form="softplus", scale=20.0)
-    offsets = loss.offsets(y, 10)
-    assert offsets is not None and NPairMarginLoss(form="hinge").offsets(y, 10) is None
-    torch.testing.assert_close(loss.from_scores(scores, y, offsets),
-                               loss(*pos_neg(scores, y, all_wrong(y, 10))))
+    assert loss.reads_scores and not NPairMarginLoss(form="hinge").reads_scores
+    assert not NPairMarginLoss(lam=0.1).reads_scores
+    torch.testing.assert_close(loss.from_scores(scores, y), loss(*pos_neg(scores, y, all_wrong(y, 10))))
+    # and its gradient is the pairwise form's, also for confident samples (large gaps), where
+    # softmax cross-entropy's p_y - 1 loses its digits
+    for spread in (0.1, 30.0):
+        g1 = (scores * spread).double().requires_grad_()
+        g2 = g1.detach().clone().requires_grad_()
+        loss.from_scores(g1, y).sum().backward()
+        loss(*pos_neg(g2, y, all_wrong(y, 10))).sum().backward()
+        torch.testing.assert_close(g1.grad, g2.grad, rtol=1e-9, atol=1e-30)

@@ -137,7 +137,7 @@ class Learner:
         self.needs_indices = bool(getattr(self.sampler, "needs_indices", False))
         self._deepest: tuple[int, torch.Tensor, torch.Tensor] | None = None
         # a loss that can be read off the (B, K) score matrix when every wrong class is a negative
-        self.from_scores = hasattr(self.loss_fn, "from_scores") and self.sampler is NEGATIVES.get("all")
+        self.from_scores = bool(getattr(self.loss_fn, "reads_scores", False)) and self.sampler is NEGATIVES.get("all")
         n = len(net.layers)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         # A GPU step of a local method is many small kernels (one optimiser per layer): the fused
@@ -227,7 +227,7 @@ class Learner:
         n = len(self.net.layers)
         total_loss = torch.zeros((), device=h.device)
         direct = self.scheme.feedback == "direct"
-        offsets = self.loss_fn.offsets(y, self.k) if self.from_scores and not self.pairs else None
+        read_scores = self.from_scores and not self.pairs
         for seg in segments:
             if seg.start > 0:
                 h = h.detach()
@@ -249,8 +249,8 @@ class Learner:
                         g_pos, g_neg = pos_neg(top_scores, y, neg)
                     elif i in seg.loss_layers:
                         g_pos, g_neg, full = self._all_scores(i, h, y, neg)
-                        if offsets is not None and full is not None:
-                            pre = self.loss_fn.from_scores(full, y, offsets).mean()
+                        if read_scores and full is not None:
+                            pre = self.loss_fn.from_scores(full, y).mean()
                         if self.observes:  # layers run in order: the last kept is the deepest
                             self._deepest = (i, g_pos.detach(), g_neg.detach())
                     elif self.scheme.probes:  # e2e: a linear probe on detached features

@@ -64,19 +64,18 @@ class NPairMarginLoss:
     def from_config(cls, cfg: Any) -> NPairMarginLoss:
         return cls(cfg.margin, cfg.lam, cfg.npair_form, cfg.npair_scale)
 
-    def offsets(self, y: torch.Tensor, num_classes: int) -> torch.Tensor | None:
-        """For :meth:`from_scores`: s * m on each sample's true class (B, K), made once per step;
-        None where the shortcut does not apply (the hinge form, or lambda)."""
-        if self.form != "softplus" or self.lam:
-            return None
-        return torch.zeros(len(y), num_classes, device=y.device).scatter_(1, y.unsqueeze(1), self.scale * self.margin)
+    @property
+    def reads_scores(self) -> bool:
+        """Whether :meth:`from_scores` applies (the softplus form without lambda)."""
+        return self.form == "softplus" and not self.lam
 
-    def from_scores(self, scores: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """The softplus form over all K-1 wrong classes from the (B, K) score matrix, by the identity
-        (1/s) log(1 + sum_c exp(s(m - gap_c))) = (1/s) CE(s G - s m e_y, y) (docs/distance-forward.md):
-        the same number, with fewer operations than gathering the positive and negatives first."""
-        logits = self.scale * scores - offsets
-        return (torch.logsumexp(logits, 1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)) / self.scale
+    def from_scores(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The softplus form over all K-1 wrong classes straight from the (B, K) score matrix, in one
+        autograd node (fewer operations than gathering the positive and the negatives first). It is
+        (1/s) CE(s G - s m e_y, y) (docs/distance-forward.md), but computed, and differentiated, as
+        the pairwise form: CE's gradient at the true class, softmax_y - 1, loses its digits when a
+        sample is confident, and Adam magnifies such small gradients (training drifted away)."""
+        return _NPairAll.apply(scores, y, self.margin, self.scale)
 
     def __call__(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         viol = self.margin - (g_pos.unsqueeze(1) - g_neg)
@@ -100,6 +99,28 @@ class CrossEntropyLoss:
 
     def __call__(self, g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(torch.cat([g_pos.unsqueeze(1), g_neg], 1), 1) - g_pos
+
+
+class _NPairAll(torch.autograd.Function):
+    """(1/s) log(1 + sum_{c != y} exp(s (m - G_y + G_c))) per sample from G (B, K); its gradient is
+    p_c = exp(x_c) / (1 + sum exp(x)) at each wrong class and minus their sum at the true one."""
+
+    @staticmethod
+    def forward(ctx: Any, g: torch.Tensor, y: torch.Tensor, m: float, s: float) -> torch.Tensor:
+        col = y.unsqueeze(1)
+        # x_c = s (m + G_c - G_y) for the wrong classes; -inf at the true one (it is not a negative)
+        x = (s * (g - g.gather(1, col) + m)).scatter(1, col, float("-inf"))
+        lse = torch.logsumexp(x, 1)
+        ctx.save_for_backward(x, lse, col)
+        ctx.s = s
+        return F.softplus(lse) / s
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        x, lse, col = ctx.saved_tensors
+        # d/dx_c of log(1 + sum exp x) = exp(x_c) / (1 + sum exp x) = exp(x_c - lse) * sigmoid(lse)
+        p = (x - lse.unsqueeze(1)).exp() * torch.sigmoid(lse).unsqueeze(1) * grad.unsqueeze(1)
+        return p.scatter(1, col, -p.sum(1, keepdim=True)), None, None, None
 
 
 def support_fraction(g_pos: torch.Tensor, g_neg: torch.Tensor, margin: float) -> torch.Tensor:
