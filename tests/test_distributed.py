@@ -34,7 +34,7 @@ from fflearn.cli import main
 from fflearn.errors import ConfigError
 from fflearn.parallel.data import check_data_parallel
 from fflearn.parallel.launch import _watch
-from fflearn.parallel.pipeline import check_pipeline, partition, segment_costs
+from fflearn.parallel.pipeline import check_pipeline, measured_costs, partition, segment_costs
 
 HOOKS = str(Path(__file__).parent / "plugins" / "rank_hooks.py")
 
@@ -99,6 +99,12 @@ def test_pipeline_matches_sequential(tmp_path: Path, data_root: Path, sequential
     # int64) and its clock and stop flag (2 float64)
     assert rec["bytes_sent_per_step"] == [128 * 256 * 4 + 128 * 10 * 8 + 2 * 8]
     assert len(rec["idle_fraction"]) == 2 and all(0 <= f <= 1 for f in rec["idle_fraction"])
+    # the split was weighed by rank 0's timing of each block (the default), and says so
+    dist_info = json.loads((out / "summary.json").read_text())["distributed"]
+    assert dist_info["balance"] == "measured" and len(dist_info["segment_costs"]) == 2
+    assert all(c > 0 for c in dist_info["segment_costs"])
+    share = [c / sum(dist_info["segment_costs"]) for c in dist_info["segment_costs"]]
+    assert rec["stage_share"] == pytest.approx(share) == dist_info["stage_share"]
     # each rank's checkpoint holds its own layers only; rank 0 merged them into checkpoint.pt
     for r, layers in ((0, {"0", "1"}), (1, {"2", "3"})):
         ck = torch.load(out / f"checkpoint-rank{r}.pt", weights_only=True)
@@ -212,6 +218,33 @@ def test_segment_costs_by_hand() -> None:
     segs = check_pipeline(cfg, 2)
     # first layer of a block: forward + weight gradient (2x); second: also the input gradient (3x)
     assert segment_costs(net, segs) == [784 * 20 * 2 + 20 * 30 * 3, 30 * 40 * 2 + 40 * 50 * 3]
+
+
+def test_measured_costs_time_every_segment_and_put_the_learner_back(real_small) -> None:
+    """Timing a segment trains it; the learner must come back bit for bit, so that the pipeline
+    still computes the sequential run's updates."""
+    from fflearn.learner import Learner
+    from fflearn.models import build_net
+    from fflearn.schemes import build_scheme
+
+    def fresh() -> Learner:
+        torch.manual_seed(0)
+        cfg = make_config(method="df-o", hidden=[32, 32, 32, 32], norm="bn")  # batch norm: running stats too
+        return Learner(build_net(cfg, (1, 28, 28), 10), build_scheme(cfg), cfg, torch.device("cpu"))
+
+    x, y = real_small.train_x[:32].float() / 255, real_small.train_y[:32]
+    timed, plain = fresh(), fresh()
+    timed.step(x, y, 0)  # optimiser moments exist: they must be put back too
+    plain.step(x, y, 0)
+    neg = timed.negatives(y, torch.Generator().manual_seed(1))
+    segs = timed.scheme.segments(0, 4)
+    costs = measured_costs(timed, timed._labelled_input(x, y, neg), y, neg, segs, repeats=2)
+    assert len(costs) == len(segs) == 2 and all(c > 0 for c in costs)
+    a, b = timed.state_dict(), plain.state_dict()
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in b["net"])
+    timed.step(x, y, 1)
+    plain.step(x, y, 1)
+    assert all(torch.equal(v, plain.net.state_dict()[k]) for k, v in timed.net.state_dict().items())
 
 
 def test_hard_negatives_are_refused_across_processes() -> None:

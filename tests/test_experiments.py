@@ -341,3 +341,28 @@ def test_parallel_speed_bars(tmp_path):
     paths = plot_speed([("1 process", 20.0), ("pipeline", 11.0)], "speed", tmp_path)
     assert [p.name for p in paths] == ["parallel-speed.png", "parallel-speed.pdf"]
     assert paths[0].read_bytes()[:8] == PNG and paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_experiment_parallel_runs_and_its_figures_follow_from_its_runs(tmp_path, data_root):
+    """Three real runs (1 x 2 threads, 1 x 1 thread, a 2-rank pipeline): the speedup, the cost
+    shares and the bound in the JSON are recomputed here from the run folders."""
+    out, js = tmp_path / "par", tmp_path / "par.json"
+    rc = main(["experiment", "parallel", "--method", "df-o", "--hidden", "64", "64", "64", "64", "--dataset", DATASET,
+               "--data-dir", str(data_root), "--limit-train", "1024", "--limit-test", "256", "--also-one-thread",
+               "--out", str(out), "--json", str(js)])
+    assert rc == 0
+    r = json.loads(js.read_text())
+
+    def epoch_seconds(run: str) -> float:
+        recs = [json.loads(ln) for ln in (out / run / "metrics.jsonl").read_text().splitlines()]
+        return sum(x["seconds"] for x in recs) / len(recs)
+
+    seq, one, pipe = epoch_seconds("sequential"), epoch_seconds("sequential-1thread"), epoch_seconds("pipeline")
+    assert r["speedup"] == pytest.approx(seq / pipe)
+    costs = json.loads((out / "pipeline" / "summary.json").read_text())["distributed"]["segment_costs"]
+    assert r["stage_share"] == pytest.approx([c / sum(costs) for c in costs]) and len(costs) == 2
+    assert r["speedup_bound"] == pytest.approx(seq / (one * max(r["stage_share"])))
+    assert r["layers_per_rank"] == [[0, 2], [2, 4]]
+    # the pipeline computes the sequential run's updates: the same accuracy up to float rounding
+    assert abs(r["pipeline_accuracy"] - r["sequential_accuracy"]) <= 0.02
+    assert (out / "parallel-speed.png").exists()

@@ -102,6 +102,7 @@ class Config:
     channels_last: bool = False  # channels_last memory format for conv nets
     compile: bool = False  # torch.compile each layer
     deterministic: bool = False  # torch deterministic algorithms (bitwise repeatable on CPU)
+    pipeline_balance: str = "measured"  # how --pipeline weighs segments to split them over ranks: measured (rank 0 times each segment's step) | macs (counted multiply-adds)
 
     # ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +217,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "apl_parity": ("epoch", "global"),
     "block_partition": ("size", "memory"),
     "relu_grad": ("exact", "full"),
+    "pipeline_balance": ("measured", "macs"),
 }
 
 # fields that name a registered ingredient: validated against the registry, so plugins count

@@ -83,6 +83,7 @@ def _run(name: str, argv: list[str], threads: int, out: Path) -> dict[str, Any]:
         res["idle_fraction"] = [sum(col) / t if t else None for col, t in zip(zip(*idle, strict=True), total, strict=True)]
         res["layers_per_rank"] = records[-1]["layers_per_rank"]
         res["bytes_sent_per_step"] = records[-1].get("bytes_sent_per_step")
+        res["stage_share"] = records[-1].get("stage_share")
     return res
 
 
@@ -131,9 +132,19 @@ def cmd_parallel(args: argparse.Namespace) -> int:
                         f"{seq['epoch_seconds'] / one['epoch_seconds']:.2f}"])
     print()
     print(format_table(["run", "epoch s", "test acc %", "idle % per rank", "speedup"], rows))
+    share = pipe.get("stage_share") or []
+    # the pipeline's pace is its slowest stage, which runs on one rank's threads: at best its
+    # epoch is (one process on those threads) x (that stage's share of the cost)
+    bound = None if one is None or not share else seq["epoch_seconds"] / (one["epoch_seconds"] * max(share))
     layers = ", ".join(f"rank {r}: layers {a}-{b - 1}" for r, (a, b) in enumerate(pipe["layers_per_rank"]))
     print(f"\n{args.method} {args.model} on {args.dataset}; {layers}; "
           f"sent per microbatch: {pipe['bytes_sent_per_step']} bytes")
+    if share:
+        print("cost share per rank (rank 0's timing of each segment): "
+              + " / ".join(pct(f, unit="%") for f in share))
+    if bound is not None:
+        print(f"speedup bound (1 x {args.threads} threads epoch / (1 x {per_rank} thread epoch x largest share)): "
+              f"{bound:.2f}; measured {speedup:.2f}")
     print(f"run folders: {root}")
     if args.out:  # the figure beside the run folders, only where asked for
         bars = [(f"1 process\n{args.threads} threads", seq["epoch_seconds"])]
@@ -147,7 +158,8 @@ def cmd_parallel(args: argparse.Namespace) -> int:
             "speedup": speedup, "sequential_seconds": seq["epoch_seconds"], "pipeline_seconds": pipe["epoch_seconds"],
             "sequential_accuracy": seq["accuracy"], "pipeline_accuracy": pipe["accuracy"],
             "idle_fraction": pipe["idle_fraction"], "layers_per_rank": pipe["layers_per_rank"],
-            "bytes_sent_per_step": pipe["bytes_sent_per_step"],
+            "bytes_sent_per_step": pipe["bytes_sent_per_step"], "stage_share": share,
+            "speedup_bound": bound,
             "sequential_per_layer_accuracy": seq["per_layer_accuracy"],
             "pipeline_per_layer_accuracy": pipe["per_layer_accuracy"],
             "method": args.method, "model": args.model, "hidden": args.hidden, "dataset": args.dataset,

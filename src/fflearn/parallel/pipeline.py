@@ -21,7 +21,9 @@ single-process ``--resume`` or a pipeline over another number of ranks can use.
 
 from __future__ import annotations
 
+import copy
 import json
+import statistics
 import time
 from collections import deque
 from pathlib import Path
@@ -35,12 +37,12 @@ from .. import __version__
 from ..checkpoint import first_line
 from ..config import Config
 from ..errors import ConfigError, FFLearnError, TrainingError
-from ..learner import StepStats, load_optimizer
+from ..learner import Learner, StepStats, load_optimizer
 from ..models import Layer, Net, by_sample, head_scores
 from ..predict import eval_batch_size, select_layers
 from ..registry import MODELS
 from ..runfolder import CHECKPOINT, atomic_save, atomic_write_text
-from ..runtime import autocast
+from ..runtime import autocast, sync
 from ..schemes import Segment, build_scheme
 from ..trainer import Trainer
 from .data import check_multiprocess
@@ -91,6 +93,31 @@ def segment_costs(net: Net, segs: list[Segment]) -> list[float]:
     layers: list[Layer] = list(net.layers)  # type: ignore[arg-type]
     return [sum(layer_macs(layers[i]) * (2 if i == s.start else 3) for i in range(s.start, s.end))
             for s in segs]
+
+
+def measured_costs(learner: Learner, h: torch.Tensor, y: torch.Tensor, neg: torch.Tensor,
+                   segs: list[Segment], repeats: int = 3) -> list[float]:
+    """Seconds of each segment's training step (forward, local loss, backward, optimiser step) on
+    one batch, run in order as the pipeline runs them: the median of ``repeats`` after one warm-up.
+    Counted multiply-adds miss what a step costs besides the weight op (normalisation, pooling,
+    heads, the optimiser, the threads' efficiency at that layer's size). The learner's state
+    (weights, batch-norm statistics, optimiser moments) is put back afterwards, so the run that
+    follows computes what it would have without the timing."""
+    saved = copy.deepcopy(learner.state_dict())
+    times: list[list[float]] = [[] for _ in segs]
+    for r in range(repeats + 1):
+        x = h
+        for j, seg in enumerate(segs):
+            sync(x.device)
+            t0 = time.perf_counter()
+            _, x = learner.run_segments(x, y, neg, [seg], 0)
+            sync(x.device)
+            if r:  # the first round warms the allocator and the kernels up
+                times[j].append(time.perf_counter() - t0)
+    learner.load_state_dict(saved)
+    learner._pending.clear()
+    learner._deepest = None
+    return [statistics.median(t) for t in times]
 
 
 def partition(costs: list[float], parts: int) -> list[list[int]]:
@@ -203,7 +230,8 @@ class PipelineTrainer(Trainer):
                          callbacks=callbacks)
         n = len(self.net.layers)
         segs = self.learner.scheme.segments(0, n)
-        groups = partition(segment_costs(self.net, segs), ctx.world)
+        self.segment_costs = self._costs(segs)
+        groups = partition(self.segment_costs, ctx.world)
         self.layer_ranges = [(segs[g[0]].start, segs[g[-1]].end) for g in groups]
         self.segments = [segs[j] for j in groups[ctx.rank]]
         self.first, self.last = self.layer_ranges[ctx.rank]
@@ -218,6 +246,22 @@ class PipelineTrainer(Trainer):
         self._clock = 0.0  # rank 0: the clock of the step at hand, sent with its message
 
     # --- set-up -----------------------------------------------------------------------------
+    def _costs(self, segs: list[Segment]) -> list[float]:
+        """What each segment costs: counted (``macs``), or timed by rank 0 on its first training
+        batch with its own threads and sent to every rank, so all ranks cut the net alike."""
+        if self.cfg.pipeline_balance == "macs":
+            return segment_costs(self.net, segs)
+        costs = torch.zeros(len(segs), dtype=torch.float64)
+        if self.ctx.is_main:
+            b = self.cfg.batch_size
+            x, y = self.norm(self.data.train_x[:b].float()), self.data.train_y[:b]
+            gen = torch.Generator(device=self.device).manual_seed(0)  # leave self.gen's stream alone
+            neg = self.learner.negatives(y, gen)
+            h = self.learner._labelled_input(x, y, neg)
+            costs = torch.tensor(measured_costs(self.learner, h, y, neg, segs), dtype=torch.float64)
+        dist.broadcast(costs, src=0)
+        return [float(c) for c in costs]
+
     def rank_file(self, rank: int | None = None) -> Path:
         return self.out / f"checkpoint-rank{self.ctx.rank if rank is None else rank}.pt"
 
@@ -376,6 +420,7 @@ class PipelineTrainer(Trainer):
         rec = super()._epoch_record(stats, epoch_seconds, samples)
         rec["world_size"] = self.ctx.world
         rec["layers_per_rank"] = [list(r) for r in self.layer_ranges]
+        rec["stage_share"] = self.stage_share()
         rec["rank_seconds"] = [t[0] for t in times]
         rec["idle_fraction"] = [t[1] / t[0] if t[0] > 0 else None for t in times]
         rec["bytes_sent_per_step"] = [int(t[2]) for t in times[:-1]]  # rank r -> r+1, per microbatch
@@ -434,6 +479,14 @@ class PipelineTrainer(Trainer):
         return {"per_layer": (correct / total).tolist(),
                 "accuracy": float((votes.argmax(1) == y).sum()) / total}
 
+    def stage_share(self) -> list[float]:
+        """Each rank's share of the segments' cost (what the split balanced): the largest share
+        bounds the speedup over one process on the same threads per stage at 1 / share."""
+        segs = self.learner.scheme.segments(0, len(self.net.layers))
+        total = sum(self.segment_costs)
+        return [sum(c for s, c in zip(segs, self.segment_costs, strict=True) if a <= s.start < b) / total
+                for a, b in self.layer_ranges]
+
     # --- checkpoints ------------------------------------------------------------------------
     def _owns(self, key: str) -> bool:
         parts = key.split(".")
@@ -490,5 +543,7 @@ class PipelineTrainer(Trainer):
     def summary(self) -> dict[str, Any]:
         s = super().summary()
         s["distributed"] = {"mode": "pipeline", "world_size": self.ctx.world, "backend": dist.get_backend(),
-                            "layers_per_rank": [list(r) for r in self.layer_ranges]}
+                            "layers_per_rank": [list(r) for r in self.layer_ranges],
+                            "balance": self.cfg.pipeline_balance, "segment_costs": self.segment_costs,
+                            "stage_share": self.stage_share()}
         return s
