@@ -169,6 +169,27 @@ def test_tta_reaches_an_easy_target_and_reports_a_missed_one(data_root: Path, tm
     assert rc == 0 and not r["reached"] and r["seconds"] is None and "not reached" in out
 
 
+def test_tta_pipeline_trains_local_methods_over_processes_and_bp_in_one(data_root: Path, tmp_path: Path) -> None:
+    f = tmp_path / "tta.json"
+    rc, out, _ = bench("tta", "--methods", "df,bp", "--set", "hidden=64,64,64,64", "--limit-train", "1024",
+                       "--limit-test", "300", "--eval-every-steps", "4", "--target", "0.5", "--max-seconds", "8",
+                       "--pipeline", "2", *common(data_root, f)[:-4], "--threads", "2", "--json", str(f))
+    assert rc == 0
+    df, bp = json.loads(f.read_text())["results"]
+    assert (df["method"], df["pipeline"], df["resolution"]) == ("df", 2, "epoch")
+    assert (bp["method"], bp["pipeline"], bp["resolution"]) == ("bp", 1, "4 steps")  # one segment: one process
+    assert df["reached"], df["curve"]
+    accs = [a for _, _, a in df["curve"]]
+    hit = next(i for i, a in enumerate(accs) if a >= 0.5)  # the first epoch at the target is the answer
+    assert df["epochs"] == hit + 1 and df["seconds"] == df["curve"][hit][1]
+    assert all(b[1] > a[1] for a, b in zip(df["curve"][:-1], df["curve"][1:], strict=True))  # cumulative training time
+    assert df["steps"] == df["curve"][hit][0] == (hit + 1) * (1024 // 128)
+    assert df["stage_share"] and sum(df["stage_share"]) == pytest.approx(1.0)
+    if bp["reached"]:
+        assert df["ratio_to_bp"] == pytest.approx(df["seconds"] / bp["seconds"]) and bp["ratio_to_bp"] == 1.0
+    assert "processes" in out
+
+
 def test_peers_runs_the_mpezeshki_reimplementation_and_reports_missing_peers(mnist_root: Path, tmp_path: Path) -> None:
     """The peers' recipes are MNIST's: this one needs the real MNIST."""
     data_root = mnist_root
@@ -198,6 +219,7 @@ def test_peers_runs_the_mpezeshki_reimplementation_and_reports_missing_peers(mni
     (["speed", "--steps", "-1"], "--steps"),
     (["mfu", "--set", "hidden"], "--set needs FIELD=VALUE"),
     (["tta", "--dataset", "cifar10"], "give --target"),
+    (["tta", "--pipeline", "2", "--threads", "1"], "give --threads >= 2"),
     (["peers", "--peers", "mpz"], "unknown peer"),
     (["speed", "--device", "tpu"], "--device"),
 ])

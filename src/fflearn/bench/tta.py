@@ -6,16 +6,29 @@ evaluated with the run's own prediction rule, and the clock starts again: evalua
 training time. The run stops at the first evaluation at or above the target, or when the
 training time passes ``--max-seconds``. The resolution of the answer is one evaluation interval:
 a run reported at step s reached the target somewhere in the interval that ended at s.
+
+``--pipeline N`` trains each local method with a static scheme as ``fflearn train --pipeline N``
+(N processes, ``--threads``/N threads each: the same cores in total), and the methods that cannot
+be split (bp: one segment) in one process as above, the reference. A pipeline run evaluates at
+every epoch end (the test set; ``seconds`` of the epoch records are training time only), so its
+resolution is one epoch: its time is when the epoch that reached the target ended, an upper
+bound of the time it took.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from ..console import pct
-from ..errors import ConfigError
+from ..errors import ConfigError, FFLearnError
 from ..runfolder import write_json
 from . import common as c
 
@@ -31,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--eval-every-steps", type=int, default=100, help="evaluate the test set every N steps (default 100)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="training-time budget per run (default 120)")
     p.add_argument("--limit-test", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument("--pipeline", type=int, default=1,
+                   help="train local methods as a layer pipeline of N processes sharing --threads (default 1: "
+                        "one process); methods that cannot be split run in one process")
     p.set_defaults(func=run)
 
 
@@ -66,6 +82,46 @@ def time_to_target(trainer: Any, target: float, eval_every: int, max_seconds: fl
     }
 
 
+def pipeline_time_to_target(cfg: Any, ranks: int, threads: int, target: float, max_seconds: float) -> dict[str, Any]:
+    """Train ``cfg`` as ``fflearn train --pipeline ranks`` for ``max_seconds`` of training, scoring
+    the test set at every epoch end; the first epoch at or above ``target`` is the answer."""
+    from ..config import dump_yaml
+
+    with tempfile.TemporaryDirectory(prefix="fflearn-tta-") as tmp:
+        run_cfg = cfg.replace(epochs=10_000, time_budget=max_seconds, eval_every=1, eval_test=True,
+                              val_split=0, progress=False, checkpoint_every=0, out=str(Path(tmp) / "run"))
+        dump_yaml(run_cfg, Path(tmp) / "config.yaml")
+        per_rank = max(1, threads // ranks)
+        env = {**os.environ, "OMP_NUM_THREADS": str(per_rank), "MKL_NUM_THREADS": str(per_rank)}
+        argv = [sys.executable, "-m", "fflearn", "train", "--config", str(Path(tmp) / "config.yaml"),
+                "--pipeline", str(ranks), "--threads", str(per_rank), "--overwrite"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            raise FFLearnError(f"the pipeline run of {cfg.method} failed (exit status {proc.returncode}): "
+                               f"{lines[-1] if lines else 'no message'}")
+        records = [json.loads(ln) for ln in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines() if ln]
+    curve, train_s = [], 0.0  # (step, train seconds, test accuracy) at each epoch end
+    for r in records:
+        train_s += r["seconds"]
+        curve.append((int(r["step"]), train_s, float(r["test_accuracy"])))
+    hit = next((i for i, c in enumerate(curve) if c[2] >= target), None)
+    return {
+        "reached": hit is not None,
+        "seconds": None if hit is None else curve[hit][1],
+        "steps": None if hit is None else curve[hit][0],
+        "epochs": None if hit is None else hit + 1,
+        "best_accuracy": max(a for _, _, a in curve),
+        "final_accuracy": curve[-1][2],
+        "train_seconds_run": train_s,
+        "steps_run": curve[-1][0],
+        "eval_seconds": None,
+        "curve": curve,
+        "resolution": "epoch",
+        "stage_share": records[-1].get("stage_share"),
+    }
+
+
 def target_for(dataset: str, target: float | None) -> float:
     from ..data import canonical_name
 
@@ -93,15 +149,43 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for net in models:
             for m in methods:
                 plan.append((m, net, ds, target, c.bench_config(args, m, net, dataset=ds, limit_test=args.limit_test)))
+    if args.pipeline < 1:
+        raise ConfigError(f"--pipeline takes a number of processes >= 1; got {args.pipeline}")
+    if args.pipeline > 1 and args.threads < args.pipeline:
+        raise ConfigError(f"--pipeline {args.pipeline} shares --threads between its processes: give --threads "
+                          f">= {args.pipeline} (e.g. --threads {args.pipeline})")
     results = []
     for method, net, ds, target, cfg in plan:
-        trainer = c.make_trainer(cfg)
-        r = time_to_target(trainer, target, args.eval_every_steps, args.max_seconds)
+        ranks = args.pipeline if args.pipeline > 1 and splittable(cfg, args.pipeline) else 1
+        if ranks > 1:
+            r = pipeline_time_to_target(cfg, ranks, args.threads, target, args.max_seconds)
+            extra = {"eval_every_steps": None, "pipeline": ranks}
+        else:
+            trainer = c.make_trainer(cfg)
+            r = time_to_target(trainer, target, args.eval_every_steps, args.max_seconds)
+            r["resolution"] = f"{args.eval_every_steps} steps"
+            extra = {"eval_every_steps": args.eval_every_steps, "pipeline": 1,
+                     "train_images": len(trainer.data.train_y), "test_images": len(trainer.data.test_y)}
         results.append({"method": method, "model": net, "dataset": ds, "target": target,
-                        "eval_every_steps": args.eval_every_steps, "max_seconds": args.max_seconds,
-                        "batch_size": cfg.batch_size, "train_images": len(trainer.data.train_y),
-                        "test_images": len(trainer.data.test_y), **r})
+                        "max_seconds": args.max_seconds, "batch_size": cfg.batch_size, **extra, **r})
+    bp = {(r["model"], r["dataset"]): r for r in results if r["method"] == "bp"}
+    for r in results:  # time to target as a ratio to BP's on the same net and data, in this run
+        ref = bp.get((r["model"], r["dataset"]))
+        both = ref is not None and r["reached"] and ref["reached"]
+        r["ratio_to_bp"] = r["seconds"] / ref["seconds"] if both else None
     return {"results": results, **c.machine_info(device)}
+
+
+def splittable(cfg: Any, ranks: int) -> bool:
+    """Whether ``cfg`` trains as a pipeline of ``ranks`` (a local method with a static scheme and
+    enough segments); BP and the alternating schemes do not."""
+    from ..parallel.pipeline import check_pipeline
+
+    try:
+        check_pipeline(cfg, ranks)
+    except ConfigError:
+        return False
+    return True
 
 
 def _when(r: dict[str, Any]) -> str:
@@ -115,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
     rows = [{**r, "when": _when(r)} for r in payload["results"]]
     c.print_table(rows, [
         ("method", "method", str), ("model", "model", str), ("dataset", "dataset", str),
-        ("target", "target", pct), ("when", "time to target", str), ("steps", "steps", str),
-        ("epochs", "epochs", c.f2), ("best_accuracy", "best acc", pct), ("eval_seconds", "eval s", c.f2),
+        ("target", "target", pct), ("pipeline", "processes", str), ("when", "time to target", str),
+        ("ratio_to_bp", "x BP", lambda v: "-" if v is None else f"{v:.2f}"), ("steps", "steps", str),
+        ("epochs", "epochs", c.f2), ("best_accuracy", "best acc", pct), ("eval_seconds", "eval s", lambda v: "-" if v is None else c.f2(v)),
     ])
     write_json(payload, args.json)
     return 0
