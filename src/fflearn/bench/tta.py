@@ -171,8 +171,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     bp = {(r["model"], r["dataset"]): r for r in results if r["method"] == "bp"}
     for r in results:  # time to target as a ratio to BP's on the same net and data, in this run
         ref = bp.get((r["model"], r["dataset"]))
-        both = ref is not None and r["reached"] and ref["reached"]
-        r["ratio_to_bp"] = r["seconds"] / ref["seconds"] if both else None
+        r["ratio_to_bp"] = r["seconds"] / ref["seconds"] if ref and r["reached"] and ref["reached"] else None
     return {"results": results, **c.machine_info(device)}
 
 
