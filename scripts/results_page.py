@@ -94,7 +94,11 @@ def json_tables() -> list[str]:
         d = json.loads(f.read_text())
         rows = d.get("table") or d.get("rows") or d.get("results")
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-            continue
+            # a flat figure (experiment parallel): its scalar fields as one row
+            flat = {k: v for k, v in d.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+            if "speedup" not in flat:
+                continue
+            rows = [flat]
         prov = d.get("provenance", {})
         keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and not isinstance(rows[0][k], bool)
                 and k not in ("curve",)][:10]

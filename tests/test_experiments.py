@@ -218,6 +218,14 @@ def test_report_groups_like_with_like_and_averages_seeds(runs, tmp_path, capsys)
     assert f"{mean:.2f} ± {sd:.2f}" in row
     assert "first 500 training images" in text and "Warning" in text
     assert "compared within a group only" in capsys.readouterr().err
+    # --json: the same means, a row per (group, method), with the runs each averages
+    js = tmp_path / "r.json"
+    assert main(["report", *map(str, [*dirs, runs["bp"], small]), "--out", str(tmp_path / "r2.md"), "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    (df,) = [r for r in rows if r["method"] == "df"]
+    assert df["seeds"] == 3 and df["runs"] == [d.name for d in dirs]
+    assert df["test_accuracy_mean"] == pytest.approx(mean / 100) and df["test_accuracy_sd"] == pytest.approx(sd / 100)
+    assert len([r for r in rows if r["method"] == "bp"]) == 2  # the smaller run is its own group
 
 
 def test_paper_numbers_match_their_own_row():

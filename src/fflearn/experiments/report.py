@@ -20,6 +20,7 @@ from typing import Any
 
 from ..console import format_table, pct
 from ..errors import FFLearnError
+from ..runfolder import write_json
 from .figures import out_dir
 
 # --- the seed papers' numbers (test accuracy, %) -------------------------------------------
@@ -87,6 +88,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "model": s.get("model", cfg.get("model", "?")),
         "epochs": s.get("epochs", metrics[-1].get("epoch")),
         "test_accuracy": s.get("test_accuracy", last.get("test_accuracy")),
+        "val_accuracy": s.get("val_accuracy"),
         "per_layer_test_accuracy": s.get("per_layer_test_accuracy", last.get("per_layer_test_accuracy")) or [],
         "train_seconds": s.get("train_seconds", sum(m.get("seconds", 0.0) for m in metrics)),
         "limit_train": cfg.get("limit_train"),
@@ -123,9 +125,21 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["runs"].append(r)
     for row in rows.values():
         accs = [r["test_accuracy"] for r in row["runs"] if r["test_accuracy"] is not None]
+        vals = [r["val_accuracy"] for r in row["runs"] if r.get("val_accuracy") is not None]
         row["seeds"] = sorted({r["seed"] for r in row["runs"]}, key=str)
         row["mean"], row["sd"] = mean_sd(accs) if accs else (None, None)
+        row["val_mean"], row["val_sd"] = mean_sd(vals) if vals else (None, None)
+        row["train_seconds_mean"] = mean_sd([r["train_seconds"] for r in row["runs"]])[0]
     return list(rows.values())
+
+
+def json_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``fflearn report --json`` writes: a row per (group, method) with its seed means."""
+    return [{"group": group_title(row["group"]), "method": row["method"], "seeds": len(row["runs"]),
+             "test_accuracy_mean": row["mean"], "test_accuracy_sd": row["sd"],
+             "val_accuracy_mean": row["val_mean"], "val_accuracy_sd": row["val_sd"],
+             "train_seconds_mean": row["train_seconds_mean"], "runs": [r["run"] for r in row["runs"]]}
+            for row in aggregate(runs)]
 
 
 def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -198,12 +212,23 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     out = build_report(args.run_dirs, args.out)
+    rows = json_rows([run_summary(d) for d in args.run_dirs])
+    print(format_table(["group", "method", "seeds", "test % (mean ± sd)", "val % (mean ± sd)"],
+                       [[r["group"], r["method"], r["seeds"], _mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
+                         _mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"])] for r in rows]))
     print(out)
+    if args.json:
+        write_json({"rows": rows, "run_dirs": [str(d) for d in args.run_dirs]}, args.json)
     return 0
+
+
+def _mean_sd(mean: float | None, sd: float | None) -> str:
+    return "-" if mean is None else f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="one markdown report of runs, with plots and the papers' numbers")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default="report.md", metavar="FILE.md", help="report file (default: report.md)")
+    p.add_argument("--json", metavar="FILE", help="also write the seed means per group and method as JSON")
     p.set_defaults(func=cmd_report)
