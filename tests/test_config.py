@@ -64,7 +64,7 @@ def test_coerce_rejects_wrong_types(field: str, value: object) -> None:
 BAD = [  # (field to name, overrides)
     ("lr", {"lr": 0.0}), ("lr", {"lr": -1e-3}), ("lr", {"lr": math.nan}), ("lr", {"lr": math.inf}),
     ("epochs", {"epochs": 0}), ("batch_size", {"batch_size": 0}), ("margin", {"margin": -0.1}),
-    ("margin", {"margin": math.nan}), ("tau", {"tau": 0.0}), ("alpha", {"alpha": -1.0}),
+    ("margin", {"margin": math.nan}), ("tau", {"tau": -1.0}), ("tau", {"tau": math.nan}), ("alpha", {"alpha": -1.0}),
     ("width", {"width": 0.0}), ("gamma", {"gamma": 0.0}), ("npair_scale", {"npair_scale": 0.0}),
     ("weight_decay", {"weight_decay": -1.0}), ("rotation", {"rotation": math.inf}), ("lam", {"lam": -1.0}),
     ("peer_norm", {"peer_norm": -0.1}), ("peer_norm", {"peer_norm": math.nan}),

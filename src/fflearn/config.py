@@ -260,11 +260,12 @@ def validate(cfg: Config) -> Config:
     for cb in cfg.callbacks:
         if cb not in R.CALLBACKS:
             raise bad("callbacks", f"names an unknown callback {cb!r}; registered: {', '.join(R.CALLBACKS.names()) or '(none)'}")
-    for name in ("lr", "tau", "alpha", "npair_scale", "width", "gamma"):
+    for name in ("lr", "alpha", "npair_scale", "width", "gamma"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v <= 0:
             raise bad(name, f"must be a positive finite number; got {v}")
-    for name in ("margin", "lam", "peer_norm", "weight_decay", "rotation", "time_budget", "log_every"):
+    # tau 0 is the natural threshold of an offset goodness (sum_squares_minus_width, loeweX's)
+    for name in ("margin", "tau", "lam", "peer_norm", "weight_decay", "rotation", "time_budget", "log_every"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
