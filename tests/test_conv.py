@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import DATASET
+from conftest import DATASET, REPO
 from fflearn.api import make_config
 from fflearn.models import build_net
 from fflearn.predict import layer_scores
@@ -148,6 +148,26 @@ def test_ablate_df_rows_differ_in_their_ingredient_only(tmp_path) -> None:
     assert plan["lcp-pool"].head_pool == base.head_pool == "flat" and plan["lcp"].head_pool == "avg"
     assert plan["lcp-nobias"].head_bias is False and plan["df-r"].feedback == "direct"
     assert diff["df-r-fa"] == {"method", "feedback"} and plan["df-r-fa"].feedback == "random"
+
+
+def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:
+    """A boolean flag not on the line must not override the config (bf16 and channels_last of the
+    CPU preset were once reset to false by the flags' defaults)."""
+    from fflearn.ablate import df_base
+    from fflearn.cli import build_parser
+
+    preset = str(REPO / "configs" / "cpu" / "df-o-fashion-mnist-10min.yaml")
+
+    def base(*flags: str):
+        argv = ["ablate", "df", "--config", preset, *flags]
+        return df_base(build_parser(argv).parse_args(argv))
+
+    b = base()
+    assert (b.bf16, b.channels_last, b.val_split, b.width, b.time_budget) == (True, True, 5000, 0.5, 600)
+    b = base("--bf16", "false", "--val-split", "1000", "--time-budget", "200")
+    assert (b.bf16, b.channels_last, b.val_split, b.time_budget) == (False, True, 1000, 200)
+    argv = ["ablate", "df", "--model", "mlp"]  # no config file: the recipe's, with 5000 held out
+    assert df_base(build_parser(argv).parse_args(argv)).val_split == 5000
 
 
 def test_ablate_df_writes_the_contract(data_root, tmp_path) -> None:

@@ -117,18 +117,27 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ablate_df(args: argparse.Namespace) -> int:
-    from . import ablate_df
+def df_base(args: argparse.Namespace) -> Any:
+    """The base config of ``ablate df``: the config file (or the df-o recipe), then the flags
+    given; a flag not given leaves the config's value (bf16 too), and with neither the
+    validation split is 5000 images."""
     from .cliargs import list_value
     from .methods import make_config
 
     fields = {k: getattr(args, k) for k in ("dataset", "model", "width", "epochs", "time_budget", "val_split", "lr",
                                             "batch_size", "data_dir", "limit_train", "limit_test", "device",
-                                            "threads", "eval_every")}
-    fields["bf16"], fields["channels_last"] = args.bf16, args.channels_last
+                                            "threads", "eval_every", "bf16", "channels_last")}
     if args.hidden:
         fields["hidden"] = list_value(args.hidden)
     base = make_config(args.config, method="df-o", **{k: v for k, v in fields.items() if v is not None})
+    return base if base.val_split or args.val_split is not None else base.replace(val_split=5000)
+
+
+def cmd_ablate_df(args: argparse.Namespace) -> int:
+    from . import ablate_df
+    from .cliargs import list_value
+
+    base = df_base(args)
     rows = list_value(args.rows) if args.rows else ablate_df.ROW_NAMES
     if not args.seeds >= 1 or not args.jobs >= 1:
         raise ConfigError("--seeds and --jobs must be at least 1")
@@ -171,12 +180,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     budget.add_argument("--time-budget", help="seconds of training per run")
     d.add_argument("--seeds", type=int, default=3, help="seeds per row (default 3)")
     d.add_argument("--rows", help="comma-separated subset of " + ",".join(ROW_NAMES) + " (default: all)")
-    d.add_argument("--val-split", default="5000", help="training images held out for validation (default 5000)")
+    d.add_argument("--val-split", default=None,
+                   help="training images held out for validation (default: the config's, else 5000)")
     d.add_argument("--jobs", type=int, default=1, help="runs at a time (each with --threads threads; default 1)")
     for k in ("lr", "batch-size", "data-dir", "limit-train", "limit-test", "device", "threads", "eval-every"):
         d.add_argument("--" + k, default=None)
-    add_bool(d, "--bf16", "bf16 autocast")
-    add_bool(d, "--channels-last", "channels_last memory format (conv nets)")
+    add_bool(d, "--bf16", "bf16 autocast", default=None)
+    add_bool(d, "--channels-last", "channels_last memory format (conv nets)", default=None)
     d.add_argument("--out", default="runs/ablate-df", help="folder of the runs and ablation.md (default runs/ablate-df)")
     d.add_argument("--json", metavar="FILE", help="the table as JSON (default OUT/ablation.json)")
     d.set_defaults(func=cmd_ablate_df)

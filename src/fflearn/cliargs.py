@@ -55,10 +55,12 @@ def _bool(v: str) -> bool:
         raise argparse.ArgumentTypeError(f"must be true or false, got {v!r}") from None
 
 
-def add_bool(p: Any, flag: str, help: str, default: bool = False) -> None:
-    """A boolean flag in the shared syntax (``--x``, ``--x true``, ``--x false``); parsed to a bool."""
+def add_bool(p: Any, flag: str, help: str, default: bool | None = False) -> None:
+    """A boolean flag in the shared syntax (``--x``, ``--x true``, ``--x false``); parsed to a bool.
+    ``default=None``: not given leaves the value to a config file."""
+    shown = "the config's" if default is None else str(default).lower()
     p.add_argument(flag, nargs="?", const=True, default=default, metavar="BOOL", type=_bool,
-                   help=f"{help} (default {str(default).lower()})")
+                   help=f"{help} (default {shown})")
 
 
 def add_list(p: Any, flag: str, help: str) -> None:
