@@ -53,9 +53,11 @@ def in_docs(text: str) -> str:
                   r"`\1`", text)
 
 
-def md_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+def md_table(headers: list[str], rows: list[list[Any]], docs: bool = True) -> list[str]:
+    """A markdown table; ``docs``: its links rewritten for docs/results.md (not for the README)."""
+    fix = in_docs if docs else str
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return out + ["| " + " | ".join("-" if c is None else in_docs(str(c)).replace("|", "\\|") for c in r) + " |"
+    return out + ["| " + " | ".join("-" if c is None else fix(str(c)).replace("|", "\\|") for c in r) + " |"
                   for r in rows]
 
 
@@ -69,7 +71,7 @@ def headline() -> list[str]:
         preset = f" ([preset]({c['preset']}))" if c.get("preset") else ""
         cells[(c["method"], c["dataset"])] = f"{link}{preset}<sup>{c['note']}</sup>" if c.get("note") else link + preset
     rows = [[f"**{m}**", *(cells.get((m, d), "") for d in datasets)] for m in methods]
-    lines = md_table(["method", *[spec["titles"].get(d, d) for d in datasets]], rows)
+    lines = md_table(["method", *[spec["titles"].get(d, d) for d in datasets]], rows, docs=False)
     return [START, *lines, "", *spec["footnotes"], END]
 
 
