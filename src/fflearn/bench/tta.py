@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ..console import pct
-from ..errors import ConfigError, FFLearnError
+from ..errors import ConfigError
 from ..runfolder import write_json
 from . import common as c
 
@@ -86,20 +83,15 @@ def pipeline_time_to_target(cfg: Any, ranks: int, threads: int, target: float, m
     """Train ``cfg`` as ``fflearn train --pipeline ranks`` for ``max_seconds`` of training, scoring
     the test set at every epoch end; the first epoch at or above ``target`` is the answer."""
     from ..config import dump_yaml
+    from ..parallel.launch import run_fflearn
 
     with tempfile.TemporaryDirectory(prefix="fflearn-tta-") as tmp:
         run_cfg = cfg.replace(epochs=10_000, time_budget=max_seconds, eval_every=1, eval_test=True,
                               val_split=0, progress=False, checkpoint_every=0, out=str(Path(tmp) / "run"))
         dump_yaml(run_cfg, Path(tmp) / "config.yaml")
         per_rank = max(1, threads // ranks)
-        env = {**os.environ, "OMP_NUM_THREADS": str(per_rank), "MKL_NUM_THREADS": str(per_rank)}
-        argv = [sys.executable, "-m", "fflearn", "train", "--config", str(Path(tmp) / "config.yaml"),
-                "--pipeline", str(ranks), "--threads", str(per_rank), "--overwrite"]
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            raise FFLearnError(f"the pipeline run of {cfg.method} failed (exit status {proc.returncode}): "
-                               f"{lines[-1] if lines else 'no message'}")
+        run_fflearn(["train", "--config", str(Path(tmp) / "config.yaml"), "--pipeline", str(ranks),
+                     "--threads", str(per_rank), "--overwrite"], per_rank, f"the pipeline run of {cfg.method}")
         records = [json.loads(ln) for ln in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines() if ln]
     curve, train_s = [], 0.0  # (step, train seconds, test accuracy) at each epoch end
     for r in records:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,13 +60,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def _run(name: str, argv: list[str], threads: int, out: Path) -> dict[str, Any]:
     """One training run in a fresh process; its per-epoch records."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    from ..parallel.launch import run_fflearn
+
     print(f"{name}: fflearn {' '.join(argv)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "fflearn", *argv], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise FFLearnError(f"the {name} run failed (exit status {proc.returncode}): "
-                           f"{lines[-1] if lines else 'no message'}")
+    run_fflearn(argv, threads, f"the {name} run")
     try:
         records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     except (OSError, ValueError) as e:

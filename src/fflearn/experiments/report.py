@@ -142,15 +142,17 @@ def json_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for row in aggregate(runs)]
 
 
-def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Write the markdown report to ``out`` and its plots to ``<out stem>_plots/`` beside it."""
+def build_report(run_dirs: Sequence[str | Path], out: str | Path,
+                 runs: list[dict[str, Any]] | None = None) -> Path:
+    """Write the markdown report to ``out`` and its plots to ``<out stem>_plots/`` beside it
+    (``runs``: the folders' :func:`run_summary`, where the caller has read them already)."""
     from .plot import plot_runs
 
     if not run_dirs:
         raise FFLearnError("give at least one run folder")
     out = Path(out)
     out_dir(out.parent if str(out.parent) else ".")
-    runs = [run_summary(d) for d in run_dirs]
+    runs = runs if runs is not None else [run_summary(d) for d in run_dirs]
     plot_dir = out.parent / f"{out.stem}_plots"
     plots = plot_runs(list(run_dirs), plot_dir)
 
@@ -211,8 +213,9 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    out = build_report(args.run_dirs, args.out)
-    rows = json_rows([run_summary(d) for d in args.run_dirs])
+    runs = [run_summary(d) for d in args.run_dirs]
+    out = build_report(args.run_dirs, args.out, runs)
+    rows = json_rows(runs)
     print(format_table(["group", "method", "seeds", "test % (mean ± sd)", "val % (mean ± sd)"],
                        [[r["group"], r["method"], r["seeds"], _mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
                          _mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"])] for r in rows]))

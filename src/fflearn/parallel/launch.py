@@ -191,3 +191,12 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
             p.wait()
 
+
+def run_fflearn(argv: list[str], threads: int, what: str) -> None:
+    """``python -m fflearn ARGV`` in a fresh process with ``threads`` CPU threads (the runs a
+    measurement compares each start alike); a failure is one FFLearnError naming ``what``."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-m", "fflearn", *argv], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise FFLearnError(f"{what} failed (exit status {proc.returncode}): {lines[-1] if lines else 'no message'}")

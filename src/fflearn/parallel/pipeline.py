@@ -232,6 +232,9 @@ class PipelineTrainer(Trainer):
         segs = self.learner.scheme.segments(0, n)
         self.segment_costs = self._costs(segs)
         groups = partition(self.segment_costs, ctx.world)
+        # each rank's share of the cost (what the split balanced): the largest bounds the speedup
+        # over one process on one rank's threads at 1 / share
+        self.stage_share = [sum(self.segment_costs[j] for j in g) / sum(self.segment_costs) for g in groups]
         self.layer_ranges = [(segs[g[0]].start, segs[g[-1]].end) for g in groups]
         self.segments = [segs[j] for j in groups[ctx.rank]]
         self.first, self.last = self.layer_ranges[ctx.rank]
@@ -420,7 +423,7 @@ class PipelineTrainer(Trainer):
         rec = super()._epoch_record(stats, epoch_seconds, samples)
         rec["world_size"] = self.ctx.world
         rec["layers_per_rank"] = [list(r) for r in self.layer_ranges]
-        rec["stage_share"] = self.stage_share()
+        rec["stage_share"] = self.stage_share
         rec["rank_seconds"] = [t[0] for t in times]
         rec["idle_fraction"] = [t[1] / t[0] if t[0] > 0 else None for t in times]
         rec["bytes_sent_per_step"] = [int(t[2]) for t in times[:-1]]  # rank r -> r+1, per microbatch
@@ -478,14 +481,6 @@ class PipelineTrainer(Trainer):
         total = max(1, len(y))
         return {"per_layer": (correct / total).tolist(),
                 "accuracy": float((votes.argmax(1) == y).sum()) / total}
-
-    def stage_share(self) -> list[float]:
-        """Each rank's share of the segments' cost (what the split balanced): the largest share
-        bounds the speedup over one process on the same threads per stage at 1 / share."""
-        segs = self.learner.scheme.segments(0, len(self.net.layers))
-        total = sum(self.segment_costs)
-        return [sum(c for s, c in zip(segs, self.segment_costs, strict=True) if a <= s.start < b) / total
-                for a, b in self.layer_ranges]
 
     # --- checkpoints ------------------------------------------------------------------------
     def _owns(self, key: str) -> bool:
@@ -545,5 +540,5 @@ class PipelineTrainer(Trainer):
         s["distributed"] = {"mode": "pipeline", "world_size": self.ctx.world, "backend": dist.get_backend(),
                             "layers_per_rank": [list(r) for r in self.layer_ranges],
                             "balance": self.cfg.pipeline_balance, "segment_costs": self.segment_costs,
-                            "stage_share": self.stage_share()}
+                            "stage_share": self.stage_share}
         return s
