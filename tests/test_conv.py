@@ -148,6 +148,8 @@ def test_ablate_df_rows_differ_in_their_ingredient_only(tmp_path) -> None:
     assert plan["lcp-pool"].head_pool == base.head_pool == "flat" and plan["lcp"].head_pool == "avg"
     assert plan["lcp-nobias"].head_bias is False and plan["df-r"].feedback == "direct"
     assert diff["df-r-fa"] == {"method", "feedback"} and plan["df-r-fa"].feedback == "random"
+    (_, _, tri), = row_configs(base, ["trifecta"], 1, tmp_path)  # a reference asked for by name only
+    assert "trifecta" not in ROW_NAMES and (tri.method, tri.scheme, tri.norm, tri.lr) == ("trifecta", "apl", "bn", base.lr)
 
 
 def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:

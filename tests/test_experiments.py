@@ -151,6 +151,7 @@ def test_noise_cli_json(runs, tmp_path, capsys):
         png = tmp_path / f"noise-{kind}.png"
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
     assert "L2" in capsys.readouterr().out
+    assert main(["experiment", "noise", str(runs["df"]), "--kinds", "weight", "--recalibrate-bn", "-1"]) == 2
 
 
 # --- plots and report -----------------------------------------------------------------------
@@ -303,6 +304,39 @@ def test_experiments_write_figures_only_where_asked(tmp_path, monkeypatch, runs)
     assert main(["experiment", "noise", str(runs["df"]), "--kinds", "weight", "--levels", "1", "--draws", "1",
                  "--limit-test", "50"]) == 0
     assert list(tmp_path.iterdir()) == []  # no ./runs/experiments/ unasked
+
+
+def test_batch_norm_recalibration_by_hand():
+    """--recalibrate-bn: layer 0's batch norm forgets its statistics and takes the plain average
+    of the batches' own (momentum None): with equal batches, the mean of all the images it saw and
+    the mean of the batches' unbiased variances; a label-conditioned net sees each image twice
+    (true and wrong label); a net without batch norm is left alone."""
+    from fflearn.experiments.noise import recalibrate_bn
+    from fflearn.methods import make_config
+    from fflearn.models import build_net
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (80, 1, 4, 4), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (80,), generator=g)
+
+    def norm(xb: torch.Tensor) -> torch.Tensor:
+        return xb.float() / 255
+
+    net = build_net(make_config(method="df", hidden=[12, 6], norm="bn"), (1, 4, 4), 10).eval()
+    bn0, bn1 = net.layers[0].norm, net.layers[1].norm
+    before = bn1.running_mean.clone()
+    assert recalibrate_bn(net, norm, x, y, batches=4, batch_size=16, seed=3) == 2
+    order = torch.randperm(80, generator=torch.Generator().manual_seed(3))[:64]
+    batches = [norm(x[i]).flatten(1) for i in order.split(16)]
+    assert torch.allclose(bn0.running_mean, torch.cat(batches).mean(0), atol=1e-6)
+    assert torch.allclose(bn0.running_var, torch.stack([b.var(0) for b in batches]).mean(0), atol=1e-6)
+    assert int(bn0.num_batches_tracked) == 4 and not torch.equal(bn1.running_mean, before)
+    assert not net.training  # handed back in eval mode
+    ff = build_net(make_config(method="ff", hidden=[12], norm="bn"), (1, 4, 4), 10)
+    assert ff.conditions_input and recalibrate_bn(ff, norm, x, y, batches=2, batch_size=16) == 1
+    assert int(ff.layers[0].norm.num_batches_tracked) == 2
+    plain = build_net(make_config(method="df", hidden=[12], norm="unit"), (1, 4, 4), 10)
+    assert recalibrate_bn(plain, norm, x, y, batches=2) == 0
 
 
 def test_noise_kinds_by_hand():

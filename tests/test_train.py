@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from conftest import DATASET
 from fflearn.api import make_config
@@ -201,3 +202,7 @@ def test_eval_on_the_held_out_validation_split(real_small, tmp_path, capsys, mon
     assert main(["eval", str(tmp_path / "r"), "--split", "val", "--json", str(tmp_path / "v.json")]) == 0
     assert json.loads((tmp_path / "v.json").read_text())["val_accuracy"] == s["val_accuracy"]
     assert "val accuracy (last)" in capsys.readouterr().out
+    run = fflearn.runs.load_run(tmp_path / "r")  # the training part is the rest of the same images
+    (_, ty), (_, vy) = run.split("train"), run.split("val")
+    assert (len(ty), len(vy)) == (1700, 300)
+    assert torch.equal(torch.cat([ty, vy]).sort().values, real_small.train_y.sort().values)

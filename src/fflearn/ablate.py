@@ -179,7 +179,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     budget.add_argument("--epochs", help="epochs per run")
     budget.add_argument("--time-budget", help="seconds of training per run")
     d.add_argument("--seeds", type=int, default=3, help="seeds per row (default 3)")
-    d.add_argument("--rows", help="comma-separated subset of " + ",".join(ROW_NAMES) + " (default: all)")
+    d.add_argument("--rows", help="comma-separated subset of " + ",".join(ROW_NAMES) + " (default: all), or also "
+                   + ",".join(ablate_df.EXTRA_ROWS))
     d.add_argument("--val-split", default=None,
                    help="training images held out for validation (default: the config's, else 5000)")
     d.add_argument("--jobs", type=int, default=1, help="runs at a time (each with --threads threads; default 1)")

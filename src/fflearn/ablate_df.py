@@ -20,6 +20,7 @@ stays the base's, so rows differ in one ingredient only:
 | ``df-r`` | DF-R: each layer of a block learns from the block's error through a fixed random matrix (direct) |
 | ``df-r-fa`` | DF-R as feedback alignment, layer by layer (fflearn's DF-R before 2026-12-01) |
 | ``bp`` | end-to-end backprop on the same net and optimisation, for reference |
+| ``trifecta`` | the Trifecta (SymBa loss, alternating pairs, batch norm) on the same net and optimisation, for reference; only when asked for (``--rows``), not one of DF's ingredients |
 
 Runs are independent processes (``fflearn train``), ``--jobs`` at a time; an interrupted
 ablation continues where it stopped (finished runs are kept, checkpointed ones resumed).
@@ -66,11 +67,13 @@ def _rows(base: Config) -> dict[str, tuple[str, dict[str, Any]]]:
         "df-r": ("df-r", {}),
         "df-r-fa": ("df-r", {"feedback": "random"}),
         "bp": ("bp", {}),
+        "trifecta": ("trifecta", {}),
     }
 
 
 ROW_NAMES = ["lcp", "lcp-pool", "lcp-nobias", "dfhead", "df-o", "df-o+lambda", "df-o+pairs", "df-ff", "greedy",
              "df-r", "df-r-fa", "bp"]
+EXTRA_ROWS = ["trifecta"]  # references one may ask for with --rows; not in the default table
 
 
 def row_configs(base: Config, rows: list[str], seeds: int, out: Path) -> list[tuple[str, int, Config]]:
@@ -78,7 +81,7 @@ def row_configs(base: Config, rows: list[str], seeds: int, out: Path) -> list[tu
     table = _rows(base)
     unknown = [r for r in rows if r not in table]
     if unknown:
-        raise ConfigError(f"unknown ablation row(s) {', '.join(unknown)}; choose from {', '.join(ROW_NAMES)}")
+        raise ConfigError(f"unknown ablation row(s) {', '.join(unknown)}; choose from {', '.join(ROW_NAMES + EXTRA_ROWS)}")
     shared = {k: getattr(base, k) for k in OPTIM}
     machine = {k: getattr(base, k) for k in ("dataset", "data_dir", "limit_train", "limit_test", "val_split",
                                              "model", "width", "hidden", "device", "threads", "bf16",

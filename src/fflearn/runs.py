@@ -83,13 +83,17 @@ class Run:
         return evaluate(self.net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images and labels of ``test``, or of ``val``: the validation split the run held out
-        (the same seeded draw from the same first ``limit_train`` images)."""
+        """The images and labels of ``test``; of ``val``: the validation split the run held out
+        (the same seeded draw from the same first ``limit_train`` images); of ``train``: the images
+        it trained on (the rest of those)."""
         assert self.data is not None, "load the run with its data"
         if name == "test":
             return self.data.test_x, self.data.test_y
+        if name == "train":
+            part, _ = split_validation(limit(self.data, self.cfg.limit_train, None), self.cfg.val_split, self.cfg.seed)
+            return part.train_x, part.train_y
         if name != "val":
-            raise FFLearnError(f"split must be test or val, got {name!r}")
+            raise FFLearnError(f"split must be test, val or train, got {name!r}")
         if not self.cfg.val_split:
             raise FFLearnError(f"{self.out} was trained without a validation split (val_split 0): use --split test")
         _, val = split_validation(limit(self.data, self.cfg.limit_train, None), self.cfg.val_split, self.cfg.seed)

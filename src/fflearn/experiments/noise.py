@@ -19,6 +19,12 @@ trained network (the loaded weights are never touched):
   and is read as Poisson(N x) / N: fewer photons, more noise;
 * ``impulse`` (salt and pepper): a fraction p of the input pixels reads 0 or 1.
 
+``recalibrate_bn`` (a remedy, applied to every method alike): after the noise is in place, every
+batch-norm layer of the layer stack forgets its running statistics and measures them again on that
+many clean training batches, seen through the noisy net (a chip would re-measure its own
+statistics); nets without batch norm are evaluated unchanged. Label-conditioned nets (FF, the
+Trifecta) see each image with its label and with a wrong one, as in training.
+
 ``layers`` restricts weight, quant, stuck, activation and adc noise to those layers (one at a
 time shows where a method loses accuracy); input noise has no layer. Random kinds: mean and
 standard deviation over ``draws`` draws (draw d uses the same random numbers at every level, so
@@ -146,6 +152,39 @@ def add_activation_noise(net: nn.Module, sigma: float, generator: torch.Generato
     return [net.layers[i].register_forward_hook(hook) for i in chosen]  # type: ignore[index,union-attr]
 
 
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, norm: Any, x: torch.Tensor, y: torch.Tensor, batches: int,
+                   batch_size: int = 128, seed: int = 0) -> int:
+    """Measure the running statistics of every batch-norm layer in ``net.layers`` again, on
+    ``batches`` batches of the uint8 images ``x`` (a seeded random draw, labels ``y``): each
+    forgets its statistics and takes the plain average over the batches (momentum None). Returns
+    the number of batch-norm layers (0: nothing to do; the net is not run)."""
+    bns = [m for m in net.layers.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]  # type: ignore[union-attr,operator]
+    if not bns or batches <= 0:
+        return 0
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts the same
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(y), generator=g)[: batches * batch_size].to(x.device)
+    k = int(net.num_classes)  # type: ignore[arg-type]
+    was = net.training
+    net.train()
+    try:
+        for idx in order.split(batch_size):
+            xb, yb = norm(x[idx]), y[idx]
+            if net.conditions_input:  # training's mix: the true label and a wrong one (never the true)
+                wrong = (yb + torch.randint(1, k, yb.shape, generator=g).to(yb.device)) % k
+                h = net.prepare(torch.cat([xb, xb]), torch.cat([yb, wrong]))  # type: ignore[operator]
+            else:
+                h = net.prepare(xb)  # type: ignore[operator]
+            for layer in net.layers:  # type: ignore[union-attr]
+                h = layer(h)
+    finally:
+        net.train(was)
+    return len(bns)
+
+
 def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
     """Test accuracy of ``net`` on the run's test set, exactly as the trainer evaluates its own net;
     ``corrupt``: a function applied to the uint8 images before normalisation (input noise)."""
@@ -158,8 +197,9 @@ def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
 
 
 def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, heads: bool = True,
-                   layers: list[int] | None = None) -> float:
-    """Accuracy of a deep copy of the trained net under one draw of noise (value None: no noise)."""
+                   layers: list[int] | None = None, recalibrate: int = 0) -> float:
+    """Accuracy of a deep copy of the trained net under one draw of noise (value None: no noise);
+    ``recalibrate``: batch-norm statistics measured again on that many clean training batches."""
     if kind not in LEVELS:
         raise ConfigError(f"unknown noise kind {kind!r}; choose one of: {', '.join(KINDS)}")
     net = copy.deepcopy(trainer.net)
@@ -178,27 +218,32 @@ def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, 
             add_activation_noise(net, float(value), g, layers)
         else:
             corrupt = input_noise(kind, float(value), g)
+    if recalibrate:
+        x, y = trainer.split("train")
+        recalibrate_bn(net, trainer.norm, x, y, recalibrate, trainer.cfg.batch_size, seed)
     return evaluate_net(trainer, net, corrupt)
 
 
 def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: int = 0,
-                heads: bool = True, layers: list[int] | None = None) -> list[dict[str, Any]]:
-    """Rows (level, value, mean, std, accuracies) for level 0..``levels`` of one kind."""
-    clean = noisy_accuracy(trainer, kind, None)
+                heads: bool = True, layers: list[int] | None = None, recalibrate: int = 0) -> list[dict[str, Any]]:
+    """Rows (level, value, mean, std, accuracies) for level 0..``levels`` of one kind (level 0 is
+    recalibrated too, so a remedy's own cost on the clean net shows)."""
+    clean = noisy_accuracy(trainer, kind, None, recalibrate=recalibrate)
     rows = [{"kind": kind, "level": 0, "value": None, "mean_accuracy": clean, "std_accuracy": 0.0,
              "draws": 1, "accuracies": [clean]}]
     for lv in range(1, levels + 1):
         value = LEVELS[kind][lv - 1]
         n = 1 if kind in DETERMINISTIC else draws
-        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads, layers=layers)
-                for d in range(n)]
+        accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads, layers=layers,
+                               recalibrate=recalibrate) for d in range(n)]
         rows.append({"kind": kind, "level": lv, "value": value, "mean_accuracy": statistics.fmean(accs),
                      "std_accuracy": statistics.stdev(accs) if n > 1 else 0.0, "draws": n, "accuracies": accs})
     return rows
 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
-              heads: bool = True, layers: list[int] | None = None, **overrides: Any) -> list[dict[str, Any]]:
+              heads: bool = True, layers: list[int] | None = None, recalibrate: int = 0,
+              **overrides: Any) -> list[dict[str, Any]]:
     """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir).
     A run's ``label`` is its folder's name, or the folder above for the seeds of one setting
     (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
@@ -211,13 +256,15 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         raise ConfigError(f"--levels must be between 1 and 5; got {levels}")
     if draws < 1:
         raise ConfigError(f"--draws must be at least 1; got {draws}")
+    if recalibrate < 0:
+        raise ConfigError(f"--recalibrate-bn takes a number of batches, 0 or more; got {recalibrate}")
     results = []
     for d in run_dirs:
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
         path = Path(d).resolve()
         label = path.parent.name if path.name.startswith("seed") else path.name
         for k in kinds:
-            for row in noise_curve(t, k, levels, draws, seed, heads, layers):
+            for row in noise_curve(t, k, levels, draws, seed, heads, layers, recalibrate):
                 results.append({"run": str(path), "label": label, "method": t.cfg.method, **row})
     return results
 
@@ -278,10 +325,10 @@ def cmd_noise(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
-        levels, draws = int(args.levels), int(args.draws)
+        levels, draws, recal = int(args.levels), int(args.draws), int(args.recalibrate_bn)
         limit = None if args.limit_test is None else int(args.limit_test)
     except ValueError:
-        raise ConfigError("--levels, --draws and --limit-test must be integers") from None
+        raise ConfigError("--levels, --draws, --recalibrate-bn and --limit-test must be integers") from None
     from ..cliargs import list_value
 
     layer_sets: list[list[int] | None] = [None]
@@ -293,7 +340,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
     results = []
     for layers in layer_sets:
         for r in run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
-                           layers=layers, limit_test=limit, device=args.device, data_dir=args.data_dir):
+                           layers=layers, recalibrate=recal, limit_test=limit, device=args.device,
+                           data_dir=args.data_dir):
             results.append({**r, "layers": layers})
     headers = ["layers", "method", "runs", "kind"] + [f"L{i}" for i in range(levels + 1)]
     table = []
@@ -303,7 +351,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
             for row in by_method(rows):
                 table.append(["all" if layers is None else ",".join(map(str, layers)), row["method"], row["runs"], k]
                              + [f"{100 * m:.2f}±{100 * s:.2f}" for m, s in zip(row["mean"], row["sd"], strict=True)])
-    print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws); levels: "
+    print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
+          + (f"; batch norm recalibrated on {recal} clean batches" if recal else "") + "; levels: "
           + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
     print(format_table(headers, table))
     if args.out:  # figures only where asked for
@@ -312,7 +361,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     if args.json:
         summary = [dict(zip(headers, row, strict=True)) for row in table]
         write_json({"table": summary, "results": results, "levels": {k: LEVELS[k][:levels] for k in kinds},
-                    "draws": draws, "spare_heads": bool(args.spare_heads)}, args.json)
+                    "draws": draws, "spare_heads": bool(args.spare_heads), "recalibrate_bn": recal}, args.json)
     return 0
 
 
@@ -325,6 +374,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--levels", default="5", help="number of noise levels L1..Ln, 1-5 (default 5)")
     p.add_argument("--draws", default="3", help="random draws per level (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--recalibrate-bn", default="0", metavar="N",
+                   help="remedy: batch-norm statistics measured again on N clean training batches after the "
+                        "noise is applied, for every method alike (default 0: off)")
     add_bool(p, "--spare-heads", "weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
