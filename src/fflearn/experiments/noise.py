@@ -319,6 +319,20 @@ def by_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def summary_table(results: list[dict[str, Any]], layer_sets: list[list[int] | None], kinds: list[str],
+                  levels: int) -> tuple[list[str], list[list[Any]]]:
+    """The printed table: a row per (layers, method, kind), "mean±sd" (%) at each level."""
+    headers = ["layers", "method", "runs", "kind"] + [f"L{i}" for i in range(levels + 1)]
+    table = []
+    for layers in layer_sets:
+        for k in kinds:
+            rows = [r for r in results if r["kind"] == k and r["layers"] == layers]
+            for row in by_method(rows):
+                table.append(["all" if layers is None else ",".join(map(str, layers)), row["method"], row["runs"], k]
+                             + [f"{100 * m:.2f}±{100 * s:.2f}" for m, s in zip(row["mean"], row["sd"], strict=True)])
+    return headers, table
+
+
 def cmd_noise(args: argparse.Namespace) -> int:
     from ..runtime import set_threads
 
@@ -343,14 +357,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
                            layers=layers, recalibrate=recal, limit_test=limit, device=args.device,
                            data_dir=args.data_dir):
             results.append({**r, "layers": layers})
-    headers = ["layers", "method", "runs", "kind"] + [f"L{i}" for i in range(levels + 1)]
-    table = []
-    for layers in layer_sets:
-        for k in kinds:
-            rows = [r for r in results if r["kind"] == k and r["layers"] == layers]
-            for row in by_method(rows):
-                table.append(["all" if layers is None else ",".join(map(str, layers)), row["method"], row["runs"], k]
-                             + [f"{100 * m:.2f}±{100 * s:.2f}" for m, s in zip(row["mean"], row["sd"], strict=True)])
+    headers, table = summary_table(results, layer_sets, kinds, levels)
     print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
           + (f"; batch norm recalibrated on {recal} clean batches" if recal else "") + "; levels: "
           + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
