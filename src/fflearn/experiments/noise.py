@@ -197,9 +197,11 @@ def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
 
 
 def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, heads: bool = True,
-                   layers: list[int] | None = None, recalibrate: int = 0) -> float:
+                   layers: list[int] | None = None, recalibrate: int = 0,
+                   train: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
     """Accuracy of a deep copy of the trained net under one draw of noise (value None: no noise);
-    ``recalibrate``: batch-norm statistics measured again on that many clean training batches."""
+    ``recalibrate``: batch-norm statistics measured again on that many clean training batches of
+    ``train`` (images, labels; default: the run's training split, drawn again on every call)."""
     if kind not in LEVELS:
         raise ConfigError(f"unknown noise kind {kind!r}; choose one of: {', '.join(KINDS)}")
     net = copy.deepcopy(trainer.net)
@@ -219,7 +221,7 @@ def noisy_accuracy(trainer: Any, kind: str, value: float | None, seed: int = 0, 
         else:
             corrupt = input_noise(kind, float(value), g)
     if recalibrate:
-        x, y = trainer.split("train")
+        x, y = train if train is not None else trainer.split("train")
         recalibrate_bn(net, trainer.norm, x, y, recalibrate, trainer.cfg.batch_size, seed)
     return evaluate_net(trainer, net, corrupt)
 
@@ -228,14 +230,15 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
                 heads: bool = True, layers: list[int] | None = None, recalibrate: int = 0) -> list[dict[str, Any]]:
     """Rows (level, value, mean, std, accuracies) for level 0..``levels`` of one kind (level 0 is
     recalibrated too, so a remedy's own cost on the clean net shows)."""
-    clean = noisy_accuracy(trainer, kind, None, recalibrate=recalibrate)
+    train = trainer.split("train") if recalibrate else None  # once per curve, not per evaluation
+    clean = noisy_accuracy(trainer, kind, None, recalibrate=recalibrate, train=train)
     rows = [{"kind": kind, "level": 0, "value": None, "mean_accuracy": clean, "std_accuracy": 0.0,
              "draws": 1, "accuracies": [clean]}]
     for lv in range(1, levels + 1):
         value = LEVELS[kind][lv - 1]
         n = 1 if kind in DETERMINISTIC else draws
         accs = [noisy_accuracy(trainer, kind, value, seed=seed * 1000 + d, heads=heads, layers=layers,
-                               recalibrate=recalibrate) for d in range(n)]
+                               recalibrate=recalibrate, train=train) for d in range(n)]
         rows.append({"kind": kind, "level": lv, "value": value, "mean_accuracy": statistics.fmean(accs),
                      "std_accuracy": statistics.stdev(accs) if n > 1 else 0.0, "draws": n, "accuracies": accs})
     return rows
