@@ -339,6 +339,66 @@ def test_batch_norm_recalibration_by_hand():
     assert recalibrate_bn(plain, norm, x, y, batches=2) == 0
 
 
+def test_weight_noise_gain_by_hand_and_against_the_noise_itself():
+    """--gain: for a linear layer, sqrt(mean_x sum_j w_cj^2 x_j^2 / var_x z_c) recomputed by hand;
+    the noise std that add_weight_noise actually puts on z over many draws is sigma times it; a
+    conv layer's gain is a linear layer's on its unfolded 3x3 patches; rescaling w leaves it."""
+    import torch.nn.functional as F
+
+    from fflearn.experiments.noise import add_weight_noise, weight_noise_gain
+    from fflearn.methods import make_config
+    from fflearn.models import build_net
+
+    g = torch.Generator().manual_seed(0)
+    net = build_net(make_config(method="df", hidden=[5, 4], norm="none"), (1, 2, 3), 10).eval()
+    x = torch.randn(64, 1, 2, 3, generator=g)
+    w, xi = net.layers[0].op.weight.detach(), x.flatten(1)
+    z = xi @ w.T
+    by_hand = (((xi**2) @ (w**2).T).mean(0) / z.var(0))
+    rows = weight_noise_gain(net, x)
+    assert [r["layer"] for r in rows] == [0, 1] and rows[0]["fan_in"] == 6 and rows[1]["fan_in"] == 5
+    assert rows[0]["pooled"] == pytest.approx(float((((xi**2) @ (w**2).T).mean(0).sum() / z.var(0).sum()).sqrt()), rel=1e-5)
+    assert rows[0]["median"] == pytest.approx(float(by_hand.sqrt().median()), rel=1e-5)
+    assert rows[0]["flatness"] == pytest.approx(float((w.sum(1) ** 2 / (6 * (w**2).sum(1))).mean()), rel=1e-5)
+    # Monte Carlo: the spread the noise really adds to layer 0's pre-activation
+    sigma, deltas = 0.1, []
+    for d in range(400):
+        noisy = copy.deepcopy(net)
+        add_weight_noise(noisy, sigma, torch.Generator().manual_seed(d), layers=[0])
+        deltas.append(xi @ noisy.layers[0].op.weight.detach().T - z)
+    noise_var = torch.stack(deltas).var(0).mean(0)  # over draws, then over inputs: per unit
+    assert float(noise_var.sum() / z.var(0).sum()) == pytest.approx(sigma**2 * rows[0]["pooled"] ** 2, rel=0.05)
+    with torch.no_grad():
+        net.layers[0].op.weight.mul_(7.0)
+    assert weight_noise_gain(net, x)[0]["pooled"] == pytest.approx(rows[0]["pooled"], rel=1e-4)
+    conv = build_net(make_config(method="df", model="small", width=0.25, norm="none"), (1, 8, 8), 10).eval()
+    xc = torch.randn(16, 1, 8, 8, generator=g)
+    wc = conv.layers[0].op.weight.detach().flatten(1)
+    patches = F.unfold(xc, 3, padding=1).transpose(1, 2).reshape(-1, 9)  # every 3x3 patch a sample
+    zc = patches @ wc.T
+    pooled = float((((patches**2) @ (wc**2).T).mean(0).sum() / zc.var(0).sum()).sqrt())
+    assert weight_noise_gain(conv, xc)[0]["pooled"] == pytest.approx(pooled, rel=1e-4)
+    with torch.no_grad():  # a constant filter is flat (1), a zero-sum one is not (0)
+        conv.layers[0].op.weight[0].fill_(0.5)
+        conv.layers[0].op.weight[1].copy_(torch.tensor([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]))
+    n = conv.layers[0].op.weight.shape[0]
+    wc = conv.layers[0].op.weight.detach().flatten(1)
+    rest = float((wc[2:].sum(1) ** 2 / (9 * (wc[2:] ** 2).sum(1))).sum())
+    assert weight_noise_gain(conv, xc)[0]["flatness"] == pytest.approx((1.0 + 0.0 + rest) / n, rel=1e-5)
+
+
+def test_noise_gain_cli(runs, tmp_path, capsys):
+    out = tmp_path / "g.json"
+    assert main(["experiment", "noise", str(runs["df"]), "--kinds", "", "--json", str(out), "--gain"]) == 0
+    printed = capsys.readouterr().out
+    assert "weight-noise gain" in printed and "under noise" not in printed
+    d = json.loads(out.read_text())
+    assert d["results"] == [] and d["gain"] and all(r["pooled"] > 0 for r in d["gain"])
+    assert d["gain_table"][0]["runs"] == 1
+    assert main(["experiment", "noise", str(runs["df"]), "--kinds", ""]) == 2
+    assert "--kinds is empty" in capsys.readouterr().err
+
+
 def test_noise_kinds_by_hand():
     import torch
 

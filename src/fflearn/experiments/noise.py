@@ -25,6 +25,15 @@ many clean training batches, seen through the noisy net (a chip would re-measure
 statistics); nets without batch norm are evaluated unchanged. Label-conditioned nets (FF, the
 Trifecta) see each image with its label and with a wrong one, as in training.
 
+``weight_noise_gain`` (``--gain``) says where weight noise hurts before any accuracy is measured:
+for each layer, how large the noise that w(1 + sigma eps) adds to its pre-activation is against
+the pre-activation's own spread over the data, per unit of sigma. For unit c and input x the
+added noise is sigma * sum_j eps_cj w_cj x_j, of variance sigma^2 sum_j w_cj^2 x_j^2, so the gain
+of unit c is sqrt(E_x[sum_j w_cj^2 x_j^2] / Var_x(z_c)) (exact: the noise enters linearly). It is
+large where a unit's inputs are few (a first conv on a grey image has 9) or its weights cancel
+(an edge filter on a smooth patch: ``flatness``, (sum_j w_cj)^2 / (n sum_j w_cj^2), is 1 for a
+constant filter and 0 for one summing to zero), and it does not change when w is rescaled.
+
 ``layers`` restricts weight, quant, stuck, activation and adc noise to those layers (one at a
 time shows where a method loses accuracy); input noise has no layer. Random kinds: mean and
 standard deviation over ``draws`` draws (draw d uses the same random numbers at every level, so
@@ -183,6 +192,69 @@ def recalibrate_bn(net: nn.Module, norm: Any, x: torch.Tensor, y: torch.Tensor, 
     finally:
         net.train(was)
     return len(bns)
+
+
+@torch.no_grad()
+def weight_noise_gain(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> list[dict[str, Any]]:
+    """Per layer of ``net`` (eval mode, normalised images ``x``, ``labels`` for label-conditioned
+    nets): the gain of weight noise on its pre-activation (module docstring), ``pooled`` =
+    sqrt(sum_c noise_c / sum_c Var z_c) (dead units cannot dominate it) and ``median`` over units,
+    with the layer's fan-in and the units' mean ``flatness``. Layers without a linear or conv ``op`` are left out."""
+    was = net.training
+    net.eval()
+    rows = []
+    try:
+        h = net.prepare(x, labels) if net.conditions_input else net.prepare(x)  # type: ignore[operator]
+        for i, layer in enumerate(net.layers):  # type: ignore[union-attr,arg-type]
+            op = getattr(layer, "op", None)
+            if isinstance(op, nn.Conv2d | nn.Linear):
+                xi, w = layer.norm(h).float(), op.weight.float()
+                dims: tuple[int, ...] = (0,)
+                if isinstance(op, nn.Conv2d):
+                    z, noise, dims = op._conv_forward(xi, w, None), op._conv_forward(xi**2, w**2, None), (0, 2, 3)
+                else:
+                    z, noise = xi @ w.T, (xi**2) @ (w**2).T
+                var, nm = z.var(dim=dims), noise.mean(dim=dims)
+                wf = w.flatten(1)
+                flat = wf.sum(1) ** 2 / (wf.shape[1] * (wf**2).sum(1)).clamp_min(1e-12)
+                rows.append({"layer": i, "fan_in": wf.shape[1], "pooled": float((nm.sum() / var.sum()).sqrt()),
+                             "median": float((nm / var.clamp_min(1e-12)).sqrt().median()),
+                             "flatness": float(flat.mean())})
+            h = layer(h)
+    finally:
+        net.train(was)
+    return rows
+
+
+def run_gain(run_dirs: list[str | Path], images: int = 1024, seed: int = 0, **overrides: Any) -> list[dict[str, Any]]:
+    """:func:`weight_noise_gain` of every run on a seeded draw of ``images`` of the images it trained
+    on (never test), labelled by folder as :func:`run_noise` does."""
+    from ..runs import load_run
+
+    rows = []
+    for d in run_dirs:
+        t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
+        x, y = t.split("train")
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:images].to(x.device)
+        path = Path(d).resolve()
+        label = path.parent.name if path.name.startswith("seed") else path.name
+        for r in weight_noise_gain(t.net, t.norm(x[idx]), y[idx]):
+            rows.append({"run": str(path), "label": label, "method": t.cfg.method, **r})
+    return rows
+
+
+def gain_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """A row per method (label): pooled gain mean±sd over its runs, per layer."""
+    layers = sorted({r["layer"] for r in rows})
+    table = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        cells = []
+        for lv in layers:
+            g = [r["pooled"] for r in mine if r["layer"] == lv]
+            cells.append("-" if not g else f"{statistics.fmean(g):.2f}±{statistics.stdev(g) if len(g) > 1 else 0.0:.2f}")
+        table.append([label, len({r["run"] for r in mine})] + cells)
+    return ["method", "runs"] + [f"layer {lv}" for lv in layers], table
 
 
 def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
@@ -354,24 +426,36 @@ def cmd_noise(args: argparse.Namespace) -> int:
             layer_sets = [[int(v)] for v in list_value(args.layers)]
         except ValueError:
             raise ConfigError(f"--layers takes layer numbers, e.g. 0,1,2; got {args.layers!r}") from None
+    if not kinds and not args.gain:
+        raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain alone")
+    gain: list[dict[str, Any]] = []
+    if args.gain:
+        gain = run_gain(args.run_dirs, seed=args.seed, limit_test=limit, device=args.device, data_dir=args.data_dir)
+        g_headers, g_table = gain_table(gain)
+        print("weight-noise gain of each layer's pre-activation (noise std / signal std per unit of sigma; "
+              "mean±sd over each method's runs; 1,024 training images)")
+        print(format_table(g_headers, g_table))
     results = []
-    for layers in layer_sets:
+    for layers in layer_sets if kinds else []:
         for r in run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
                            layers=layers, recalibrate=recal, limit_test=limit, device=args.device,
                            data_dir=args.data_dir):
             results.append({**r, "layers": layers})
     headers, table = summary_table(results, layer_sets, kinds, levels)
-    print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
+    if kinds:
+        print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
           + (f"; batch norm recalibrated on {recal} clean batches" if recal else "") + "; levels: "
-          + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
-    print(format_table(headers, table))
-    if args.out:  # figures only where asked for
+              + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
+        print(format_table(headers, table))
+    if args.out and results:  # figures only where asked for
         for p in plot_noise([r for r in results if r["layers"] is None] or results, out_dir(args.out)):
             print(p)
     if args.json:
         summary = [dict(zip(headers, row, strict=True)) for row in table]
         write_json({"table": summary, "results": results, "levels": {k: LEVELS[k][:levels] for k in kinds},
-                    "draws": draws, "spare_heads": bool(args.spare_heads), "recalibrate_bn": recal}, args.json)
+                    "draws": draws, "spare_heads": bool(args.spare_heads), "recalibrate_bn": recal,
+                    **({"gain": gain, "gain_table": [dict(zip(g_headers, row, strict=True)) for row in g_table]}
+                       if args.gain else {})}, args.json)
     return 0
 
 
@@ -387,6 +471,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--recalibrate-bn", default="0", metavar="N",
                    help="remedy: batch-norm statistics measured again on N clean training batches after the "
                         "noise is applied, for every method alike (default 0: off)")
+    add_bool(p, "--gain", "also print each layer's weight-noise gain (noise / signal of its pre-activation per "
+             "unit of sigma, on the run's training images); with --kinds '' only that")
     add_bool(p, "--spare-heads", "weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
