@@ -444,7 +444,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     headers, table = summary_table(results, layer_sets, kinds, levels)
     if kinds:
         print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
-          + (f"; batch norm recalibrated on {recal} clean batches" if recal else "") + "; levels: "
+              + (f"; batch norm recalibrated on {recal} clean batches" if recal else "") + "; levels: "
               + "; ".join(f"{k} {', '.join(f'{v:g}' for v in LEVELS[k][:levels])}" for k in kinds))
         print(format_table(headers, table))
     if args.out and results:  # figures only where asked for
