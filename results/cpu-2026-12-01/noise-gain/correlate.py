@@ -7,7 +7,9 @@ level, then the correlation over runs (Pearson and Spearman) of gain and the acc
 
     python results/cpu-2026-12-01/noise-gain/correlate.py noise-layer0-gain.json [--gain GAIN.json] [--json OUT]
 
-``--gain``: take the gain rows from another file of the same runs (``--kinds '' --gain``).
+``--gain``: take the gain rows from another file of the same runs (``--kinds '' --gain``);
+``--skip A,B``: leave out the runs of those settings (e.g. the nets without batch norm, which
+``--recalibrate-bn`` leaves unchanged).
 """
 
 import json
@@ -29,7 +31,8 @@ def ranks(v: list[float]) -> list[float]:
 d = json.loads(Path(sys.argv[1]).read_text())
 src = json.loads(Path(sys.argv[sys.argv.index("--gain") + 1]).read_text()) if "--gain" in sys.argv else d
 gain = {r["run"]: r for r in src["gain"] if r["layer"] == 0}
-runs = list(dict.fromkeys(r["run"] for r in d["results"]))
+skip = set(sys.argv[sys.argv.index("--skip") + 1].split(",")) if "--skip" in sys.argv else set()
+runs = [r for r in dict.fromkeys(r["run"] for r in d["results"]) if gain[r]["label"] not in skip]
 rows = []
 for run in runs:
     mine = {r["level"]: r["mean_accuracy"] for r in d["results"] if r["run"] == run and r["layers"] == [0]}
