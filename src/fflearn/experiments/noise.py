@@ -226,21 +226,12 @@ def weight_noise_gain(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | No
     return rows
 
 
-def run_gain(run_dirs: list[str | Path], images: int = 1024, seed: int = 0, **overrides: Any) -> list[dict[str, Any]]:
-    """:func:`weight_noise_gain` of every run on a seeded draw of ``images`` of the images it trained
-    on (never test), labelled by folder as :func:`run_noise` does."""
-    from ..runs import load_run
-
-    rows = []
-    for d in run_dirs:
-        t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
-        x, y = t.split("train")
-        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:images].to(x.device)
-        path = Path(d).resolve()
-        label = path.parent.name if path.name.startswith("seed") else path.name
-        for r in weight_noise_gain(t.net, t.norm(x[idx]), y[idx]):
-            rows.append({"run": str(path), "label": label, "method": t.cfg.method, **r})
-    return rows
+def run_gain(t: Any, images: int = 1024, seed: int = 0) -> list[dict[str, Any]]:
+    """:func:`weight_noise_gain` of the loaded run ``t`` on a seeded draw of ``images`` of the
+    images it trained on (never test)."""
+    x, y = t.split("train")
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:images].to(x.device)
+    return weight_noise_gain(t.net, t.norm(x[idx]), y[idx])
 
 
 def gain_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -317,10 +308,12 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
-              heads: bool = True, layers: list[int] | None = None, recalibrate: int = 0,
-              **overrides: Any) -> list[dict[str, Any]]:
-    """Noise curves of every run and kind; ``overrides`` go to load_run (limit_test, device, data_dir).
-    A run's ``label`` is its folder's name, or the folder above for the seeds of one setting
+              heads: bool = True, layer_sets: list[list[int] | None] | None = None, recalibrate: int = 0,
+              gain: bool = False, **overrides: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Noise curves of every run, kind and set of noisy layers (``layer_sets``: default [None], all
+    at once; each row says its ``layers``), and with ``gain`` each run's :func:`run_gain` rows; every
+    run is loaded once. ``overrides`` go to load_run (limit_test, device, data_dir). A run's
+    ``label`` is its folder's name, or the folder above for the seeds of one setting
     (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
     from ..runs import load_run
 
@@ -333,15 +326,19 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         raise ConfigError(f"--draws must be at least 1; got {draws}")
     if recalibrate < 0:
         raise ConfigError(f"--recalibrate-bn takes a number of batches, 0 or more; got {recalibrate}")
-    results = []
+    results, gains = [], []
     for d in run_dirs:
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
         path = Path(d).resolve()
-        label = path.parent.name if path.name.startswith("seed") else path.name
-        for k in kinds:
-            for row in noise_curve(t, k, levels, draws, seed, heads, layers, recalibrate):
-                results.append({"run": str(path), "label": label, "method": t.cfg.method, **row})
-    return results
+        who = {"run": str(path), "label": path.parent.name if path.name.startswith("seed") else path.name,
+               "method": t.cfg.method}
+        if gain:
+            gains += [{**who, **r} for r in run_gain(t, seed=seed)]
+        for layers in layer_sets or [None]:
+            for k in kinds:
+                results += [{**who, **row, "layers": layers}
+                            for row in noise_curve(t, k, levels, draws, seed, heads, layers, recalibrate)]
+    return results, gains
 
 
 def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -428,19 +425,14 @@ def cmd_noise(args: argparse.Namespace) -> int:
             raise ConfigError(f"--layers takes layer numbers, e.g. 0,1,2; got {args.layers!r}") from None
     if not kinds and not args.gain:
         raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain alone")
-    gain: list[dict[str, Any]] = []
+    results, gain = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
+                              layer_sets=layer_sets, recalibrate=recal, gain=bool(args.gain),
+                              limit_test=limit, device=args.device, data_dir=args.data_dir)
     if args.gain:
-        gain = run_gain(args.run_dirs, seed=args.seed, limit_test=limit, device=args.device, data_dir=args.data_dir)
         g_headers, g_table = gain_table(gain)
         print("weight-noise gain of each layer's pre-activation (noise std / signal std per unit of sigma; "
               "mean±sd over each method's runs; 1,024 training images)")
         print(format_table(g_headers, g_table))
-    results = []
-    for layers in layer_sets if kinds else []:
-        for r in run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
-                           layers=layers, recalibrate=recal, limit_test=limit, device=args.device,
-                           data_dir=args.data_dir):
-            results.append({**r, "layers": layers})
     headers, table = summary_table(results, layer_sets, kinds, levels)
     if kinds:
         print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
