@@ -399,6 +399,113 @@ def test_noise_gain_cli(runs, tmp_path, capsys):
     assert "--kinds is empty" in capsys.readouterr().err
 
 
+def test_weight_noise_spares_normalisation_parameters():
+    """A conv net's layer norm holds a 3-D gain and bias per layer: weight, quant and stuck noise
+    leave them (and batch norm's) exact, and with only the conv kernels noisy the change that a
+    draw puts on layer 0's pre-activation is, over draws, sigma^2 gain^2 (n / (n - 1)), as without
+    a norm."""
+    from fflearn.experiments.noise import add_weight_noise, weight_arrays, weight_noise_gain
+    from fflearn.experiments.noise_trace import change_profile, pre_activations
+    from fflearn.methods import make_config
+    from fflearn.models import build_net
+
+    g = torch.Generator().manual_seed(0)
+    for norm in ("bn", "ln"):  # the layer-norm net last: the draws below use it
+        net = build_net(make_config(method="df-o", model="small", width=0.25, norm=norm), (1, 8, 8), 10).eval()
+        with torch.no_grad():  # a trained layer norm's gain and bias are not all ones and zeros
+            for layer in net.layers:
+                for q in layer.norm.parameters():
+                    q.uniform_(0.5, 1.5, generator=g)
+        norm_ids = {id(q) for layer in net.layers for q in layer.norm.parameters()}
+        arrays = weight_arrays(net)
+        assert arrays and not norm_ids & {id(q) for q in arrays}
+        assert {id(layer.op.weight) for layer in net.layers} <= {id(q) for q in arrays}
+        before = [q.detach().clone() for layer in net.layers for q in layer.norm.parameters()]
+        noisy = copy.deepcopy(net)
+        add_weight_noise(noisy, 0.5, torch.Generator().manual_seed(1))
+        after = [q for layer in noisy.layers for q in layer.norm.parameters()]
+        assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    x = torch.randn(64, 1, 8, 8, generator=g)
+    gain = weight_noise_gain(net, x)[0]["pooled"]
+    clean = pre_activations(net, x)[0]
+    ch2 = []
+    for draw in range(300):
+        noisy = copy.deepcopy(net)
+        add_weight_noise(noisy, 0.5, torch.Generator().manual_seed(draw), layers=[0])
+        ch2.append(change_profile(clean, pre_activations(noisy, x)[0])["change"] ** 2)
+    n = clean.numel() // clean.shape[1]
+    assert sum(ch2) / len(ch2) == pytest.approx(0.25 * gain**2 * n / (n - 1), rel=0.05)
+
+
+def test_trace_change_profile_by_hand():
+    """--trace: a per-channel constant change is all shift; a per-channel rescaling of a centred
+    pre-activation is affine but no shift; change is the perturbation against the clean spread;
+    a generic change's affine part is the per-channel least-squares fit on [1, z], by hand."""
+    from fflearn.experiments.noise_trace import change_profile
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 3, generator=g)
+    c = torch.tensor([0.5, -1.0, 2.0])
+    p = change_profile(z, z + c)
+    assert p["shift"] == pytest.approx(1.0) and p["affine"] == pytest.approx(1.0)
+    spread = ((z - z.mean(0)) ** 2).sum()
+    assert p["change"] == pytest.approx(float((200 * (c**2).sum() / spread).sqrt()), rel=1e-5)
+    zc = z - z.mean(0)
+    p = change_profile(zc, zc * torch.tensor([1.1, 0.7, 1.3]))
+    assert p["shift"] == pytest.approx(0.0, abs=1e-6) and p["affine"] == pytest.approx(1.0, rel=1e-5)
+    d = torch.randn(200, 3, generator=g) + 0.3 * z + 0.2
+    p = change_profile(z, z + d)
+    explained = 0.0
+    for k in range(3):  # least squares of d_k on [1, z_k]: the sum of squares the fit reproduces
+        a = torch.stack([torch.ones(200), z[:, k]], 1).double()
+        coef = torch.linalg.lstsq(a, d[:, k:k + 1].double()).solution
+        explained += float(((a @ coef) ** 2).sum())
+    assert p["affine"] == pytest.approx(explained / float((d.double() ** 2).sum()), rel=1e-4)
+    assert p["shift"] == pytest.approx(float(200 * (d.mean(0) ** 2).sum() / (d**2).sum()), rel=1e-4)
+    assert 0 < p["shift"] < p["affine"] < 1
+    # a conv map: channels are dim 1, means over images and positions
+    zm = torch.randn(8, 2, 5, 5, generator=g)
+    pm = change_profile(zm, zm + torch.tensor([1.0, -2.0]).view(1, 2, 1, 1))
+    assert pm["shift"] == pytest.approx(1.0) and pm["affine"] == pytest.approx(1.0)
+
+
+def test_trace_follows_the_noise_of_the_curves(runs, tmp_path, capsys):
+    """--trace SIGMA --layers 0: each draw's accuracy is the noise curve's at the same sigma and draw
+    (the same noisy net); at the noisy layer the mean of change^2 over draws is sigma^2 gain^2
+    (n / (n - 1)); the layers above change too, the layer below the noise (none here) would not."""
+    out = tmp_path / "t.json"
+    assert main(["experiment", "noise", str(runs["df"]), "--kinds", "weight", "--layers", "0", "--draws", "3",
+                 "--trace", "0.5", "--gain", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "traced up the stack" in printed
+    d = json.loads(out.read_text())
+    curve = next(r for r in d["results"] if r["level"] == 5)
+    assert curve["value"] == 0.5
+    top = [r for r in d["trace"] if r["layer"] == 0]
+    assert [r["accuracy"] for r in top] == curve["accuracies"]
+    assert {r["layer"] for r in d["trace"]} == {0, 1} and all(r["layers"] == [0] for r in d["trace"])
+    assert all(r["change"] > 0 and 0 <= r["shift"] <= r["affine"] <= 1 + 1e-6 for r in d["trace"])
+    assert d["trace_table"][0]["runs"] == 1 and d["trace_table"][0]["noisy"] == "0"
+    # layer 0 of an MLP: change^2 over many draws against the gain, on the same images
+    from fflearn.experiments.noise import add_weight_noise, run_gain, train_images
+    from fflearn.experiments.noise_trace import change_profile, pre_activations
+    from fflearn.runs import load_run
+
+    t = load_run(runs["df"], compile=False)
+    gain = run_gain(t)[0]["pooled"]
+    xb, yb = train_images(t, 1024, 0)
+    clean = pre_activations(t.net, xb, yb)
+    ch2 = []
+    for draw in range(100):
+        net = copy.deepcopy(t.net)
+        add_weight_noise(net, 0.5, torch.Generator().manual_seed(draw), layers=[0])
+        ch2.append(change_profile(clean[0], pre_activations(net, xb, yb)[0])["change"] ** 2)
+    assert sum(ch2) / len(ch2) == pytest.approx(0.25 * gain**2 * 1024 / 1023, rel=0.05)
+    for bad, msg in (("-1", "above 0"), ("x", "takes a sigma")):
+        assert main(["experiment", "noise", str(runs["df"]), "--kinds", "", "--trace", bad]) == 2
+        assert msg in capsys.readouterr().err
+
+
 def test_noise_kinds_by_hand():
     import torch
 

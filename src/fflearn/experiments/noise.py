@@ -33,6 +33,7 @@ of unit c is sqrt(E_x[sum_j w_cj^2 x_j^2] / Var_x(z_c)) (exact: the noise enters
 large where a unit's inputs are few (a first conv on a grey image has 9) or its weights cancel
 (an edge filter on a smooth patch: ``flatness``, (sum_j w_cj)^2 / (n sum_j w_cj^2), is 1 for a
 constant filter and 0 for one summing to zero), and it does not change when w is rescaled.
+``--trace SIGMA`` follows one such draw up the stack (:mod:`fflearn.experiments.noise_trace`).
 
 ``layers`` restricts weight, quant, stuck, activation and adc noise to those layers (one at a
 time shows where a method loses accuracy); input noise has no layer. Random kinds: mean and
@@ -56,6 +57,7 @@ from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
 from .figures import out_dir
+from .noise_trace import change_profile, pre_activations, trace_table
 
 LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise
@@ -71,15 +73,23 @@ DETERMINISTIC = ("quant", "adc")
 INPUT_KINDS = ("shot", "impulse")
 
 
+NORM_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
 def weight_arrays(net: nn.Module, heads: bool = True, layers: list[int] | None = None) -> list[nn.Parameter]:
-    """The parameters noise applies to: those with two or more dimensions (matrices, kernels);
+    """The parameters noise applies to: those with two or more dimensions (matrices, kernels),
+    except normalisation parameters, whatever their shape (a conv net's layer norm holds a 3-D
+    gain and bias, one per channel and position: digital periphery, like batch norm's 1-D ones);
     ``heads=False`` spares the heads (anchors, classifiers) and the label embedding, so only the
     layers' arrays are noisy; ``layers``: only those layers (and their heads, unless spared)."""
+    spared = {id(p) for m in net.modules() if isinstance(m, NORM_MODULES) for p in m.parameters()}
+    spared |= {id(p) for layer in net.layers for p in getattr(layer, "norm", nn.Identity()).parameters()}  # type: ignore[union-attr]
     if layers is not None:
         mods: list[Any] = [m for i in layers for m in ([net.layers[i]] + ([net.heads[i]] if heads else []))]  # type: ignore[index]
-        return [p for m in mods for p in m.parameters() if p.dim() >= 2]
-    src = net.parameters() if heads else net.layers.parameters()  # type: ignore[union-attr,operator]
-    return [p for p in src if p.dim() >= 2]
+        src = [p for m in mods for p in m.parameters()]
+    else:
+        src = list(net.parameters() if heads else net.layers.parameters())  # type: ignore[union-attr,operator]
+    return [p for p in src if p.dim() >= 2 and id(p) not in spared]
 
 
 @torch.no_grad()
@@ -229,9 +239,31 @@ def weight_noise_gain(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | No
 def run_gain(t: Any, images: int = 1024, seed: int = 0) -> list[dict[str, Any]]:
     """:func:`weight_noise_gain` of the loaded run ``t`` on a seeded draw of ``images`` of the
     images it trained on (never test)."""
+    return weight_noise_gain(t.net, *train_images(t, images, seed))
+
+
+def train_images(t: Any, images: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded draw of ``images`` of the loaded run ``t``'s training images, normalised, with labels."""
     x, y = t.split("train")
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:images].to(x.device)
-    return weight_noise_gain(t.net, t.norm(x[idx]), y[idx])
+    return t.norm(x[idx]), y[idx]
+
+
+def trace_run(t: Any, sigma: float, layers: list[int] | None, draws: int, seed: int = 0,
+              heads: bool = True, images: int = 1024) -> list[dict[str, Any]]:
+    """Rows (draw, accuracy, layer, change, shift, affine) for ``draws`` draws of weight noise of
+    ``sigma`` on ``layers`` (None: all) of the loaded run ``t``, traced on a seeded draw of
+    ``images`` of its training images; draw d uses the noise seed of the noise curves' draw d."""
+    xb, yb = train_images(t, images, seed)
+    clean = pre_activations(t.net, xb, yb)
+    rows = []
+    for draw in range(draws):
+        net = copy.deepcopy(t.net)
+        add_weight_noise(net, sigma, torch.Generator(device=t.device).manual_seed(seed * 1000 + draw), heads, layers)
+        acc = evaluate_net(t, net)
+        for i, (c, z) in enumerate(zip(clean, pre_activations(net, xb, yb), strict=True)):
+            rows.append({"draw": draw, "accuracy": acc, "layer": i, **change_profile(c, z)})
+    return rows
 
 
 def gain_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -309,10 +341,13 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
               heads: bool = True, layer_sets: list[list[int] | None] | None = None, recalibrate: int = 0,
-              gain: bool = False, **overrides: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+              gain: bool = False, trace: float | None = None,
+              **overrides: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Noise curves of every run, kind and set of noisy layers (``layer_sets``: default [None], all
-    at once; each row says its ``layers``), and with ``gain`` each run's :func:`run_gain` rows; every
-    run is loaded once. ``overrides`` go to load_run (limit_test, device, data_dir). A run's
+    at once; each row says its ``layers``), with ``gain`` each run's :func:`run_gain` rows, and with
+    ``trace`` (a sigma) the :func:`trace_run` rows of weight noise of that sigma on each layer set,
+    ``draws`` draws; every run is loaded once. ``overrides`` go to load_run (limit_test, device,
+    data_dir). A run's
     ``label`` is its folder's name, or the folder above for the seeds of one setting
     (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
     from ..runs import load_run
@@ -326,7 +361,9 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         raise ConfigError(f"--draws must be at least 1; got {draws}")
     if recalibrate < 0:
         raise ConfigError(f"--recalibrate-bn takes a number of batches, 0 or more; got {recalibrate}")
-    results, gains = [], []
+    if trace is not None and not trace > 0:
+        raise ConfigError(f"--trace takes the sigma of the weight noise to follow, above 0; got {trace}")
+    results, gains, traces = [], [], []
     for d in run_dirs:
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
         path = Path(d).resolve()
@@ -335,10 +372,13 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         if gain:
             gains += [{**who, **r} for r in run_gain(t, seed=seed)]
         for layers in layer_sets or [None]:
+            if trace is not None:
+                traces += [{**who, "layers": layers, "sigma": trace, **row}
+                           for row in trace_run(t, trace, layers, draws, seed, heads)]
             for k in kinds:
                 results += [{**who, **row, "layers": layers}
                             for row in noise_curve(t, k, levels, draws, seed, heads, layers, recalibrate)]
-    return results, gains
+    return results, gains, traces
 
 
 def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -423,16 +463,26 @@ def cmd_noise(args: argparse.Namespace) -> int:
             layer_sets = [[int(v)] for v in list_value(args.layers)]
         except ValueError:
             raise ConfigError(f"--layers takes layer numbers, e.g. 0,1,2; got {args.layers!r}") from None
-    if not kinds and not args.gain:
-        raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain alone")
-    results, gain = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
-                              layer_sets=layer_sets, recalibrate=recal, gain=bool(args.gain),
-                              limit_test=limit, device=args.device, data_dir=args.data_dir)
+    try:
+        trace = None if args.trace is None else float(args.trace)
+    except ValueError:
+        raise ConfigError(f"--trace takes a sigma, e.g. 0.5; got {args.trace!r}") from None
+    if not kinds and not args.gain and trace is None:
+        raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain or --trace alone")
+    results, gain, traced = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
+                                      layer_sets=layer_sets, recalibrate=recal, gain=bool(args.gain), trace=trace,
+                                      limit_test=limit, device=args.device, data_dir=args.data_dir)
     if args.gain:
         g_headers, g_table = gain_table(gain)
         print("weight-noise gain of each layer's pre-activation (noise std / signal std per unit of sigma; "
               "mean±sd over each method's runs; 1,024 training images)")
         print(format_table(g_headers, g_table))
+    if trace is not None:
+        t_headers, t_table = trace_table(traced)
+        print(f"weight noise sigma {trace:g} traced up the stack: test accuracy and, per layer, the change of its "
+              "pre-activation against its spread (its affine part, %); mean±sd over each method's runs, "
+              f"{draws} draws each, 1,024 training images")
+        print(format_table(t_headers, t_table))
     headers, table = summary_table(results, layer_sets, kinds, levels)
     if kinds:
         print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
@@ -447,7 +497,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
         write_json({"table": summary, "results": results, "levels": {k: LEVELS[k][:levels] for k in kinds},
                     "draws": draws, "spare_heads": bool(args.spare_heads), "recalibrate_bn": recal,
                     **({"gain": gain, "gain_table": [dict(zip(g_headers, row, strict=True)) for row in g_table]}
-                       if args.gain else {})}, args.json)
+                       if args.gain else {}),
+                    **({"trace": traced, "trace_table": [dict(zip(t_headers, row, strict=True)) for row in t_table]}
+                       if trace is not None else {})}, args.json)
     return 0
 
 
@@ -465,6 +517,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "noise is applied, for every method alike (default 0: off)")
     add_bool(p, "--gain", "also print each layer's weight-noise gain (noise / signal of its pre-activation per "
              "unit of sigma, on the run's training images); with --kinds '' only that")
+    p.add_argument("--trace", metavar="SIGMA", help="follow weight noise of SIGMA (on --layers, one at a time) up "
+                   "the stack: each layer's pre-activation change and how much of it is affine per channel; "
+                   "with --kinds '' only that")
     add_bool(p, "--spare-heads", "weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
