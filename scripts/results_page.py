@@ -94,7 +94,7 @@ def json_tables() -> list[str]:
         if f.name in ("summary.json", "headline.json") or f.parent.name.startswith("notes-"):
             continue
         d = json.loads(f.read_text())
-        rows = d.get("table") or d.get("rows") or d.get("results")
+        rows = d.get("table") or d.get("rows") or d.get("trace_table") or d.get("results")
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
             # a flat figure (experiment parallel): its scalar fields as one row
             flat = {k: v for k, v in d.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
@@ -105,6 +105,8 @@ def json_tables() -> list[str]:
         keys = [k for k in rows[0] if isinstance(rows[0][k], (str, int, float)) and not isinstance(rows[0][k], bool)
                 and k not in ("curve",)][:10]
         out += [f"### `{f.relative_to(REPO)}`", ""]
+        if d.get("erratum"):  # a fault found after the file was written: said beside its figures
+            out += [f"**Erratum:** {d['erratum']}", ""]
         if prov:
             out += [f"`{prov.get('command', '')}` — {prov.get('hardware', '')}, torch {prov.get('torch', '')}, "
                     f"{prov.get('date', '')}", ""]

@@ -9,7 +9,9 @@ level, then the correlation over runs (Pearson and Spearman) of gain and the acc
 
 ``--gain``: take the gain rows from another file of the same runs (``--kinds '' --gain``);
 ``--skip A,B``: leave out the runs of those settings (e.g. the nets without batch norm, which
-``--recalibrate-bn`` leaves unchanged).
+``--recalibrate-bn`` leaves unchanged); ``--replace FILE``: the runs that FILE (the same command
+on some of the runs) holds take their rows from it (the layer-norm nets, measured again after
+the fix that spares layer norm's 3-D gain and bias from weight noise).
 """
 
 import json
@@ -29,6 +31,10 @@ def ranks(v: list[float]) -> list[float]:
 
 
 d = json.loads(Path(sys.argv[1]).read_text())
+if "--replace" in sys.argv:
+    new = json.loads(Path(sys.argv[sys.argv.index("--replace") + 1]).read_text())["results"]
+    again = {r["run"] for r in new}
+    d["results"] = [r for r in d["results"] if r["run"] not in again] + new
 src = json.loads(Path(sys.argv[sys.argv.index("--gain") + 1]).read_text()) if "--gain" in sys.argv else d
 gain = {r["run"]: r for r in src["gain"] if r["layer"] == 0}
 skip = set(sys.argv[sys.argv.index("--skip") + 1].split(",")) if "--skip" in sys.argv else set()
