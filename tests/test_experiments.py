@@ -471,8 +471,9 @@ def test_trace_change_profile_by_hand():
 
 def test_trace_follows_the_noise_of_the_curves(runs, tmp_path, capsys):
     """--trace SIGMA --layers 0: each draw's accuracy is the noise curve's at the same sigma and draw
-    (the same noisy net); at the noisy layer the mean of change^2 over draws is sigma^2 gain^2
-    (n / (n - 1)); the layers above change too, the layer below the noise (none here) would not."""
+    (the same noisy net); a draw's change at the noisy layer recomputed by hand from its noisy
+    kernel; the layer above changes too. (That its mean over draws is sigma times the gain:
+    test_weight_noise_spares_normalisation_parameters.)"""
     out = tmp_path / "t.json"
     assert main(["experiment", "noise", str(runs["df"]), "--kinds", "weight", "--layers", "0", "--draws", "3",
                  "--trace", "0.5", "--gain", "--json", str(out)]) == 0
@@ -486,21 +487,20 @@ def test_trace_follows_the_noise_of_the_curves(runs, tmp_path, capsys):
     assert {r["layer"] for r in d["trace"]} == {0, 1} and all(r["layers"] == [0] for r in d["trace"])
     assert all(r["change"] > 0 and 0 <= r["shift"] <= r["affine"] <= 1 + 1e-6 for r in d["trace"])
     assert d["trace_table"][0]["runs"] == 1 and d["trace_table"][0]["noisy"] == "0"
-    # layer 0 of an MLP: change^2 over many draws against the gain, on the same images
-    from fflearn.experiments.noise import add_weight_noise, run_gain, train_images
-    from fflearn.experiments.noise_trace import change_profile, pre_activations
+    # draw 0's change at layer 0 by hand: the same images, the same noisy kernel, z = x W^T
+    from fflearn.experiments.noise import add_weight_noise, train_images
     from fflearn.runs import load_run
 
     t = load_run(runs["df"], compile=False)
-    gain = run_gain(t)[0]["pooled"]
     xb, yb = train_images(t, 1024, 0)
-    clean = pre_activations(t.net, xb, yb)
-    ch2 = []
-    for draw in range(100):
-        net = copy.deepcopy(t.net)
-        add_weight_noise(net, 0.5, torch.Generator().manual_seed(draw), layers=[0])
-        ch2.append(change_profile(clean[0], pre_activations(net, xb, yb)[0])["change"] ** 2)
-    assert sum(ch2) / len(ch2) == pytest.approx(0.25 * gain**2 * 1024 / 1023, rel=0.05)
+    noisy = copy.deepcopy(t.net)
+    add_weight_noise(noisy, 0.5, torch.Generator().manual_seed(0), layers=[0])
+    with torch.no_grad():
+        xi = t.net.layers[0].norm(t.net.prepare(xb)).float()
+        z = xi @ t.net.layers[0].op.weight.float().T
+        dz = xi @ (noisy.layers[0].op.weight.float() - t.net.layers[0].op.weight.float()).T
+    by_hand = float(((dz**2).sum() / ((z - z.mean(0)) ** 2).sum()).sqrt())
+    assert top[0]["change"] == pytest.approx(by_hand, rel=1e-4)
     for bad, msg in (("-1", "above 0"), ("x", "takes a sigma")):
         assert main(["experiment", "noise", str(runs["df"]), "--kinds", "", "--trace", bad]) == 2
         assert msg in capsys.readouterr().err
