@@ -261,8 +261,8 @@ def trace_run(t: Any, sigma: float, layers: list[int] | None, draws: int, seed: 
         net = copy.deepcopy(t.net)
         add_weight_noise(net, sigma, torch.Generator(device=t.device).manual_seed(seed * 1000 + draw), heads, layers)
         acc = evaluate_net(t, net)
-        for i, (c, z) in enumerate(zip(clean, pre_activations(net, xb, yb), strict=True)):
-            rows.append({"draw": draw, "accuracy": acc, "layer": i, **change_profile(c, z)})
+        noisy = pre_activations(net, xb, yb)
+        rows += [{"draw": draw, "accuracy": acc, "layer": i, **change_profile(c, noisy[i])} for i, c in clean.items()]
     return rows
 
 

@@ -33,14 +33,18 @@ from torch import nn
 
 
 @torch.no_grad()
-def pre_activations(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Each layer's pre-activation (the output of its linear or conv ``op``) for normalised images
-    ``x``, in eval mode; layers without such an op give none."""
+def pre_activations(net: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    """Layer index -> that layer's pre-activation (the output of its linear or conv ``op``) for
+    normalised images ``x``, in eval mode; layers without such an op are left out."""
     was = net.training
     net.eval()
-    out: list[torch.Tensor] = []
-    hooks = [layer.op.register_forward_hook(lambda _m, _i, z: out.append(z.detach().float()))
-             for layer in net.layers if isinstance(getattr(layer, "op", None), nn.Conv2d | nn.Linear)]  # type: ignore[union-attr]
+    out: dict[int, torch.Tensor] = {}
+
+    def keep(i: int) -> Any:
+        return lambda _m, _i, z: out.__setitem__(i, z.detach().float())
+
+    hooks = [layer.op.register_forward_hook(keep(i)) for i, layer in enumerate(net.layers)  # type: ignore[arg-type]
+             if isinstance(getattr(layer, "op", None), nn.Conv2d | nn.Linear)]
     try:
         h = net.prepare(x, labels) if net.conditions_input else net.prepare(x)  # type: ignore[operator]
         for layer in net.layers:  # type: ignore[union-attr]
