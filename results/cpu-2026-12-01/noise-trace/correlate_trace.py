@@ -37,11 +37,9 @@ for f in files:
 
 
 def ranks(v: list[float]) -> list[float]:
-    order = sorted(range(len(v)), key=lambda i: v[i])
-    r = [0.0] * len(v)
-    for k, i in enumerate(order):
-        r[i] = float(k)
-    return r
+    """Each value's rank (0 = smallest) for Spearman's correlation."""
+    ordered = sorted(v)
+    return [float(ordered.index(x)) for x in v]
 
 
 rows = []
