@@ -57,7 +57,7 @@ from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
 from .figures import out_dir
-from .noise_trace import change_profile, pre_activations, trace_table
+from .noise_trace import change_profile, mean_sd, pre_activations, trace_table
 
 LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise
@@ -275,7 +275,7 @@ def gain_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
         cells = []
         for lv in layers:
             g = [r["pooled"] for r in mine if r["layer"] == lv]
-            cells.append("-" if not g else f"{statistics.fmean(g):.2f}±{statistics.stdev(g) if len(g) > 1 else 0.0:.2f}")
+            cells.append("-" if not g else mean_sd(g))
         table.append([label, len({r["run"] for r in mine})] + cells)
     return ["method", "runs"] + [f"layer {lv}" for lv in layers], table
 

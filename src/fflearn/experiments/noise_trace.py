@@ -75,7 +75,8 @@ def change_profile(clean: torch.Tensor, noisy: torch.Tensor) -> dict[str, float]
             "affine": float(affine.sum()) / tot if tot > 0 else 0.0}
 
 
-def _mean_sd(vals: list[float], scale: float = 1.0) -> str:
+def mean_sd(vals: list[float], scale: float = 1.0) -> str:
+    """"mean±sd" of ``vals`` times ``scale``, 2 decimals (sd 0 for one value)."""
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return f"{scale * statistics.fmean(vals):.2f}±{scale * sd:.2f}"
 
@@ -96,7 +97,7 @@ def trace_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]
     for (_, label), runs in groups.items():
         first = next(iter(runs.values()))[0]
         noisy = "all" if first["layers"] is None else ",".join(map(str, first["layers"]))
-        table.append([noisy, label, len(runs), _mean_sd(_per_run(runs, "accuracy"), 100)]
-                     + [f"{_mean_sd(_per_run(runs, 'change', lv))} ({100 * statistics.fmean(_per_run(runs, 'affine', lv)):.0f}%)"
+        table.append([noisy, label, len(runs), mean_sd(_per_run(runs, "accuracy"), 100)]
+                     + [f"{mean_sd(_per_run(runs, 'change', lv))} ({100 * statistics.fmean(_per_run(runs, 'affine', lv)):.0f}%)"
                         for lv in traced])
     return ["noisy", "method", "runs", "accuracy %"] + [f"layer {lv}" for lv in traced], table
