@@ -115,6 +115,25 @@ def test_goodness_functions_by_hand() -> None:
     assert torch.allclose(cosine(z, a[:2]), torch.tensor([[1.0, 7 / (5**0.5 * 13**0.5)]]))
 
 
+
+def test_cosine_gradients_match_normalize() -> None:
+    """The cosine's hand-written backward (no normalised copy of z) gives the gradients autograd
+    takes through F.normalize, for the features, the anchors, and both at once (pair mining
+    scores z against itself); gradcheck confirms them against finite differences."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    F = torch.nn.functional
+    want = (F.normalize(z, dim=1) @ F.normalize(a, dim=1).t() * w).sum()
+    got = (cosine(z, a) * w).sum()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, (z, a)), torch.autograd.grad(want, (z, a)))
+    self_want = (F.normalize(z, dim=1) @ F.normalize(z, dim=1).t()).pow(2).sum()
+    self_got = cosine(z, z).pow(2).sum()
+    torch.testing.assert_close(torch.autograd.grad(self_got, z), torch.autograd.grad(self_want, z))
+    assert torch.autograd.gradcheck(cosine, (z, a))
+
 def test_overlay_writes_the_right_pixels() -> None:
     x = torch.full((3, 1, 4, 4), 0.5)
     out = Overlay(num_classes=5, value=2.0)(x, torch.tensor([0, 4, 2]))
@@ -299,3 +318,23 @@ def test_loewex_ff_options_by_hand() -> None:
         assert out.tolist() == [[1.0, 0.0]]  # the forward is ReLU either way
         out.sum().backward()
         assert x.grad.tolist() == [want], mode  # the negative unit passes its gradient only with 'full'
+
+
+def test_flat_heads_score_a_channels_last_map_as_a_contiguous_one() -> None:
+    """Flat heads read a channels-last map in its memory order, with their weight's columns
+    permuted to match: the scores and every gradient equal those of the same map stored
+    contiguously, and the gradient reaching the map keeps its layout."""
+    from fflearn.models import AnchorHead, LinearHead
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3, 5, 2, generator=g)
+    for head in (AnchorHead(30, 6, "cosine", "flat"), LinearHead(30, 6, "flat")):
+        out = []
+        for h in (x.clone().requires_grad_(), x.clone().to(memory_format=torch.channels_last).requires_grad_()):
+            s = head(h)
+            grads = torch.autograd.grad(s.pow(2).sum(), [h, *head.parameters()])
+            out.append((s, grads))
+        torch.testing.assert_close(out[0][0], out[1][0])
+        for a, b in zip(out[0][1], out[1][1], strict=True):
+            torch.testing.assert_close(a, b)
+        assert out[1][1][0].is_contiguous(memory_format=torch.channels_last)

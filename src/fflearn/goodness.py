@@ -89,6 +89,20 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
     return POOLS.get(pool)(h.float())
 
 
+
+def pool_scored(h: torch.Tensor, pool: str, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pool_features` and the (K, D) weight (anchors, a linear map) that scores them, with
+    ``flat`` features of a channels-last map taken in its memory order (H, W, C) and the weight's
+    columns permuted to match: the same scores, but no copy of the map in the forward and a
+    gradient in the map's own layout in the backward (a mixed-layout sum is several times slower
+    than the convolution's). The weight stays stored in (C, H, W) order, whatever the layout."""
+    if (pool == "flat" and h.dim() == 4 and not h.is_contiguous()
+            and h.is_contiguous(memory_format=torch.channels_last)):
+        c, hh, ww = h.shape[1:]
+        return (h.float().permute(0, 2, 3, 1).flatten(1),
+                weight.view(-1, c, hh, ww).permute(0, 2, 3, 1).flatten(1))
+    return pool_features(h, pool), weight
+
 def pooled_size(shape: tuple[int, ...], pool: str) -> int:
     """Length of :func:`pool_features`' vector for a layer output of ``shape`` (D,) or (C, H, W):
     read off one pooled zero map, so it cannot drift from what the pool does."""
@@ -113,32 +127,32 @@ EPS = 1e-12  # as F.normalize
 
 
 class _Cosine(torch.autograd.Function):
-    """Cosine scores that keep, for the backward, only the inputs and their norms: the normalised
-    copy of z (as large as a layer's whole output with ``head_pool: flat``) that F.normalize and
-    the matmul would save is recomputed in the backward instead. z is a view of the layer's
-    output, which the next layer saves anyway, so the head adds almost nothing to a block's
-    saved activations."""
+    """Cosine scores that keep, for the backward, only the inputs, their norms and the (B, K)
+    scores: no normalised copy of z (as large as a layer's whole output with ``head_pool: flat``)
+    is made, forward or backward. With s = (z a_n^T) / |z| and a_n = a / |a|, the gradients are
+    dz = (g a_n) / |z| - z (g*s).sum(1) / |z|^2 and da = ((g / |z|)^T z - a_n (g*s).sum(0)) / |a|:
+    one matmul and one elementwise pass over z each, where normalising z first takes five."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         with torch.autocast(z.device.type, enabled=False):  # the head works in z's precision (float32)
             nz = z.norm(dim=1, keepdim=True).clamp_min(EPS)
             na = a.norm(dim=1, keepdim=True).clamp_min(EPS)
-            ctx.save_for_backward(z, a, nz, na)
-            return (z / nz) @ (a / na).t()
+            an = a / na
+            s = (z @ an.t()) / nz
+            ctx.save_for_backward(z, an, nz, na, s)
+            return s
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
-        z, a, nz, na = ctx.saved_tensors
+        z, an, nz, na, s = ctx.saved_tensors
         grad = grad.to(z.dtype)
-        zn, an = z / nz, a / na  # recomputed: freed as soon as the gradients are made
         gz = ga = None
+        gs = grad * s  # (B, K)
         if ctx.needs_input_grad[0]:
-            gzn = grad @ an
-            gz = (gzn - zn * (gzn * zn).sum(1, keepdim=True)) / nz
+            gz = torch.addcmul((grad / nz) @ an, z, gs.sum(1, keepdim=True) / nz.pow(2), value=-1)
         if ctx.needs_input_grad[1]:
-            gan = grad.t() @ zn
-            ga = (gan - an * (gan * an).sum(1, keepdim=True)) / na
+            ga = ((grad / nz).t() @ z - an * gs.sum(0).unsqueeze(1)) / na
         return gz, ga
 
 

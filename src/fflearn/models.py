@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .feedback import fa_conv2d, fa_linear
-from .goodness import pool_features, pooled_size
+from .goodness import pool_features, pool_scored, pooled_size
 from .registry import ANCHOR_GOODNESS, GOODNESS, HEADS, LABELS, MODELS, NORMS, construct
 
 
@@ -136,7 +136,7 @@ class AnchorHead(nn.Module):
         self.anchors = nn.Parameter(torch.randn(num_classes, features) * 0.01)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fn(pool_features(h, self.pool), self.anchors)
+        return self.fn(*pool_scored(h, self.pool, self.anchors))
 
     def pair_scores(self, h: torch.Tensor, y: torch.Tensor, p: int) -> torch.Tensor:
         """Sample-level N-pair mining: each sample's goodness against the ``p`` other-class samples
@@ -160,7 +160,8 @@ class LinearHead(nn.Module):
         self.fc = nn.Linear(features, num_classes, bias=head_bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(pool_features(h, self.pool))
+        z, w = pool_scored(h, self.pool, self.fc.weight)
+        return F.linear(z, w, self.fc.bias)
 
 
 @HEADS.register("label-anchors")
