@@ -89,7 +89,6 @@ def pool_features(h: torch.Tensor, pool: str = "avg") -> torch.Tensor:
     return POOLS.get(pool)(h.float())
 
 
-
 def pool_scored(h: torch.Tensor, pool: str, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`pool_features` and the (K, D) weight (anchors, a linear map) that scores them, with
     ``flat`` features of a channels-last map taken in its memory order (H, W, C) and the weight's
@@ -102,6 +101,7 @@ def pool_scored(h: torch.Tensor, pool: str, weight: torch.Tensor) -> tuple[torch
         return (h.float().permute(0, 2, 3, 1).flatten(1),
                 weight.view(-1, c, hh, ww).permute(0, 2, 3, 1).flatten(1))
     return pool_features(h, pool), weight
+
 
 def pooled_size(shape: tuple[int, ...], pool: str) -> int:
     """Length of :func:`pool_features`' vector for a layer output of ``shape`` (D,) or (C, H, W):
@@ -131,7 +131,9 @@ class _Cosine(torch.autograd.Function):
     scores: no normalised copy of z (as large as a layer's whole output with ``head_pool: flat``)
     is made, forward or backward. With s = (z a_n^T) / |z| and a_n = a / |a|, the gradients are
     dz = (g a_n) / |z| - z (g*s).sum(1) / |z|^2 and da = ((g / |z|)^T z - a_n (g*s).sum(0)) / |a|:
-    one matmul and one elementwise pass over z each, where normalising z first takes five."""
+    one matmul and one elementwise pass over z each, where normalising z first takes five. z is a
+    view of the layer's output, which the next layer saves anyway, so the head adds almost nothing
+    to a block's saved activations."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
