@@ -347,9 +347,8 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
     at once; each row says its ``layers``), with ``gain`` each run's :func:`run_gain` rows, and with
     ``trace`` (a sigma) the :func:`trace_run` rows of weight noise of that sigma on each layer set,
     ``draws`` draws; every run is loaded once. ``overrides`` go to load_run (limit_test, device,
-    data_dir). A run's
-    ``label`` is its folder's name, or the folder above for the seeds of one setting
-    (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
+    data_dir). A run's ``label`` is its folder's name, or the folder above for the seeds of one
+    setting (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
     from ..runs import load_run
 
     for k in kinds:
