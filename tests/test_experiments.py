@@ -575,3 +575,52 @@ def test_experiment_parallel_runs_and_its_figures_follow_from_its_runs(tmp_path,
     # the pipeline computes the sequential run's updates: the same accuracy up to float rounding
     assert abs(r["pipeline_accuracy"] - r["sequential_accuracy"]) <= 0.02
     assert (out / "parallel-speed.png").exists()
+
+
+# --- prediction rules chosen on validation ------------------------------------------------------
+def test_rules_choose_on_validation_and_report_that_picks_test(real_small, data_root, tmp_path, capsys):
+    """experiment rules: every (rule, augmentation) mean equals the runs' own evaluations
+    recomputed one by one, the chosen row is the best validation mean of its method, and a run
+    without a validation split, or a bad rule, is one line."""
+    import statistics
+
+    from fflearn.api import make_config, train
+    from fflearn.predict import eval_batch_size, evaluate
+    from fflearn.runs import load_run
+
+    dirs = []
+    for seed in (0, 1):
+        cfg = make_config(method="df", dataset=DATASET, hidden=[64, 64, 64], epochs=1, batch_size=50, val_split=400,
+                          limit_train=2000, limit_test=400, seed=seed, data_dir=str(data_root),
+                          out=str(tmp_path / f"df-s{seed}"), progress=False)
+        train(cfg, dataset=real_small)
+        dirs.append(str(tmp_path / f"df-s{seed}"))
+    code = main(["experiment", "rules", *dirs, "--rules", "last,all,from:-2", "--test-aug", "none,flip",
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert len(rows) == 6 and all(r["runs"] == 2 and r["seeds"] == [0, 1] for r in rows)
+    loaded = [load_run(d) for d in dirs]
+    for r in rows:
+        for split in ("val", "test"):
+            accs = []
+            for run in loaded:
+                x, y = run.split(split)
+                accs.append(evaluate(run.net, x, y, run.norm, eval_batch_size(run.net), r["predict"], False,
+                                     r["test_aug"])["accuracy"])
+            assert r[f"{split}_accuracy_mean"] == pytest.approx(statistics.fmean(accs), abs=1e-12)
+            assert r[f"{split}_accuracy_sd"] == pytest.approx(statistics.stdev(accs), abs=1e-12)
+    best = max(r["val_accuracy_mean"] for r in rows)
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["val_accuracy_mean"] == best
+    assert [(r["predict"], r["test_aug"]) for r in rows if r["own"]] == [("last", "none")]
+    out = capsys.readouterr().out
+    assert "chosen" in out and "from:-2" in out
+    assert main(["experiment", "rules", dirs[0], "--rules", "best"]) == 2
+    assert "predict" in capsys.readouterr().err
+    plain = make_config(method="df", dataset=DATASET, hidden=[32], epochs=1, batch_size=50, data_dir=str(data_root),
+                        out=str(tmp_path / "noval"), progress=False)
+    train(plain, dataset=real_small)
+    assert main(["experiment", "rules", str(tmp_path / "noval")]) == 2
+    err = capsys.readouterr().err
+    assert "without a validation split" in err and len(err.strip().splitlines()) == 1

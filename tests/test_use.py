@@ -78,6 +78,44 @@ assert "fflearn" not in sys.modules
     assert torch.equal(torch.load(tmp_path / "pred.pt"), want)
 
 
+def test_flip_test_aug_averages_each_layer_over_the_image_and_its_mirror(run: Path, real_small, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """test_aug flip: a layer's score is the mean of its log-softmax over the image and the image
+    mirrored (recomputed from two plain passes); a mirror-symmetric image scores as without it;
+    fflearn eval --test-aug flip and fflearn.load of a flip run give that accuracy."""
+    import fflearn.runs
+    from fflearn.config import validate
+    from fflearn.errors import ConfigError
+    from fflearn.predict import ensemble, layer_scores, select_layers, test_aug_scores
+
+    r = fflearn.runs.load_run(run, with_data=False)
+    x = r.norm(real_small.test_x[:64])
+    got = test_aug_scores(r.net, x, "flip")
+    plain, mirror = layer_scores(r.net, x), layer_scores(r.net, torch.flip(x, dims=[3]))
+    for g, a, b in zip(got, plain, mirror, strict=True):
+        torch.testing.assert_close(g, (a.log_softmax(1) + b.log_softmax(1)) / 2)
+    half = x[..., : x.shape[-1] // 2]
+    sym = torch.cat([half, half.flip(-1)], -1)  # the left half and its mirror: the same image mirrored
+    for g, a in zip(test_aug_scores(r.net, sym, "flip"), layer_scores(r.net, sym), strict=True):
+        torch.testing.assert_close(g, a.log_softmax(1))
+    assert any(not torch.allclose(g, a.log_softmax(1)) for g, a in zip(got, plain, strict=True))
+
+    monkeypatch.setattr(fflearn.runs, "load_dataset", lambda *a, **k: real_small)
+    assert main(["eval", str(run), "--test-aug", "flip", "--json", str(tmp_path / "f.json")]) == 0
+    assert "(last, test_aug flip)" in capsys.readouterr().out
+    out = json.loads((tmp_path / "f.json").read_text())
+    y = real_small.test_y
+    scores = test_aug_scores(r.net, r.norm(real_small.test_x), "flip")
+    vote = ensemble(scores, select_layers(r.cfg.predict, len(scores)))
+    assert out["test_aug"] == "flip" and out["test_accuracy"] == (vote.argmax(1) == y).double().mean().item()
+    flipped = fflearn.runs.load_run(run, with_data=False, test_aug="flip").model()
+    with torch.no_grad():
+        assert torch.equal(flipped(real_small.test_x).argmax(1), vote.argmax(1))
+    with pytest.raises(ConfigError, match="'test_aug' must be one of none, flip"):
+        validate(fflearn.make_config(test_aug="mirror"))
+
+
 def test_predict_prints_class_names(run: Path, real_small, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 

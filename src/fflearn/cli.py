@@ -178,15 +178,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .runfolder import write_json
     from .runs import load_run
 
-    run = load_run(args.run_dir, data_dir=args.data_dir, device=args.device, predict=args.predict)
+    run = load_run(args.run_dir, data_dir=args.data_dir, device=args.device, predict=args.predict,
+                   test_aug=args.test_aug)
     split = args.split
     res = run.evaluate(*run.split(split))
     out = {"run_dir": args.run_dir, "method": run.cfg.method, "dataset": run.cfg.dataset, "predict": run.cfg.predict,
-           "split": split, f"{split}_accuracy": res["accuracy"], f"per_layer_{split}_accuracy": res["per_layer"]}
+           "test_aug": run.cfg.test_aug, "split": split, f"{split}_accuracy": res["accuracy"], f"per_layer_{split}_accuracy": res["per_layer"]}
     print(f"layer  {split} accuracy")
     for i, a in enumerate(res["per_layer"]):
         print(f"{i:5d}  {100 * a:6.2f}%")
-    print(f"{split} accuracy ({run.cfg.predict}): {100 * res['accuracy']:.2f}%")
+    aug = "" if run.cfg.test_aug == "none" else f", test_aug {run.cfg.test_aug}"
+    print(f"{split} accuracy ({run.cfg.predict}{aug}): {100 * res['accuracy']:.2f}%")
     write_json(out, args.json)
     return 0
 
@@ -244,6 +246,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     e.add_argument("--device")
     e.add_argument("--predict", metavar="RULE",
                    help="voting rule instead of the run's own: last, all, or from:N (layers N..; N<0 counts from the end)")
+    e.add_argument("--test-aug", choices=["none", "flip"],
+                   help="test-time augmentation instead of the run's own: none, or flip (the image and its mirror)")
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="test (default), or val: the validation split the run held out (choose rules on it)")
     e.add_argument("--json", metavar="FILE", help="write the figures as JSON")

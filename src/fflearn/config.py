@@ -73,6 +73,7 @@ class Config:
     apl_label_shared: bool = False  # scheme apl: block 1's optimiser also holds the label embedding (false: block 0's only, as the reference)
     feedback: str = "backprop"  # the cross-layer signal inside a block: backprop | direct (DF-R: each layer from the block's error through a fixed random matrix) | random (feedback alignment, layer by layer)
     predict: str = "last"  # which layers vote at test time: last | all | from:N (layers N..)
+    test_aug: str = "none"  # test-time augmentation of every evaluation: none | flip (each layer's log-softmax averaged over the image and its mirror; for data trained with flips)
     # --- optimisation --------------------------------------------------------------------
     epochs: int = 5  # passes over the training set
     batch_size: int = 128  # samples per step
@@ -218,6 +219,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "block_partition": ("size", "memory"),
     "relu_grad": ("exact", "full"),
     "pipeline_balance": ("measured", "macs"),
+    "test_aug": ("none", "flip"),
 }
 
 # fields that name a registered ingredient: validated against the registry, so plugins count

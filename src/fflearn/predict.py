@@ -1,12 +1,13 @@
 """Prediction: argmax over the K labels of each layer's score, per layer and as an ensemble.
 
 Input-label modes (overlay, channel) run K passes, batched as one (K*B) batch in eval mode;
-anchor and head modes score all K classes from one label-free pass.
+anchor and head modes score all K classes from one label-free pass. Test-time augmentation
+(``test_aug``) scores each image and its mirror image in the same batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -39,6 +40,24 @@ def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+TEST_AUGS = ("none", "flip")  # test-time augmentations: none, or the image and its horizontal mirror
+
+
+@torch.no_grad()
+def test_aug_scores(net: Net, x: torch.Tensor, test_aug: str = "none") -> list[torch.Tensor]:
+    """Every layer's (B, K) scores under test-time augmentation ``test_aug``: ``none`` is
+    :func:`layer_scores`; ``flip`` averages each layer's log-softmax over the image and its
+    mirror image (one batch of 2B), so each layer votes with the geometric mean of its two
+    class distributions. Only for data whose classes survive a mirror (those trained with flips)."""
+    if test_aug == "none":
+        return layer_scores(net, x)
+    if test_aug != "flip":
+        raise ValueError(f"test_aug must be one of {', '.join(TEST_AUGS)}; got {test_aug!r}")
+    b = x.shape[0]
+    both = layer_scores(net, torch.cat([x, x.flip(-1)]))
+    return [(s[:b].log_softmax(1) + s[b:].log_softmax(1)) / 2 for s in both]
+
+
 def select_layers(rule: str, n: int) -> list[int]:
     """Layers that vote: ``last``, ``all``, or ``from:N`` (layers N.. ; negative N counts from the end)."""
     if rule == "last":
@@ -59,22 +78,32 @@ def ensemble(scores: list[torch.Tensor], layers: list[int]) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(net: Net, images: torch.Tensor, labels: torch.Tensor,
              normalize: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 1000,
-             rule: str = "last", bf16: bool = False) -> dict[str, object]:
-    """Test accuracy per layer and by ``rule`` on uint8 images; restores the net's mode."""
+             rule: str = "last", bf16: bool = False, test_aug: str = "none",
+             rules: Sequence[str] = ()) -> dict[str, object]:
+    """Test accuracy per layer and by ``rule`` on uint8 images, under test-time augmentation
+    ``test_aug`` (:func:`test_aug_scores`; ``flip`` halves the batch, which holds both views);
+    with ``rules``, also ``by_rule``: the accuracy of each of those rules from the same scores.
+    Restores the net's mode."""
     was_training = net.training
     net.eval()
     n_layers = len(net.layers)
-    vote = select_layers(rule, n_layers)
-    correct = torch.zeros(n_layers + 1, dtype=torch.long, device=images.device)
+    votes = [select_layers(r, n_layers) for r in (rule, *rules)]
+    correct = torch.zeros(n_layers + len(votes), dtype=torch.long, device=images.device)
     amp = autocast(images.device, bf16)
+    if test_aug != "none":
+        batch_size = max(1, batch_size // 2)
     for s in range(0, len(images), batch_size):
         x = normalize(images[s : s + batch_size])
         y = labels[s : s + batch_size]
         with amp:
-            scores = layer_scores(net, x)
+            scores = test_aug_scores(net, x, test_aug)
         for i, sc in enumerate(scores):
             correct[i] += (sc.argmax(1) == y).sum()
-        correct[-1] += (ensemble(scores, vote).argmax(1) == y).sum()
+        for j, vote in enumerate(votes):
+            correct[n_layers + j] += (ensemble(scores, vote).argmax(1) == y).sum()
     net.train(was_training)
     acc = (correct.double() / max(1, len(images))).tolist()
-    return {"per_layer": acc[:-1], "accuracy": acc[-1]}
+    out: dict[str, object] = {"per_layer": acc[:n_layers], "accuracy": acc[n_layers]}
+    if rules:
+        out["by_rule"] = dict(zip(rules, acc[n_layers + 1 :], strict=True))
+    return out

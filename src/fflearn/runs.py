@@ -28,7 +28,7 @@ from .data.splits import limit, split_validation
 from .errors import FFLearnError
 from .models import Net
 from .plugins import import_plugins
-from .predict import ensemble, eval_batch_size, evaluate, layer_scores, select_layers
+from .predict import ensemble, eval_batch_size, evaluate, select_layers, test_aug_scores
 from .runtime import downloads_allowed, resolve_device
 
 
@@ -36,7 +36,8 @@ class Model(nn.Module):
     """A trained fflearn network as a classifier: normalisation inside, (B, K) scores out."""
 
     def __init__(self, net: Net, mean: torch.Tensor, std: torch.Tensor, predict: str = "last",
-                 classes: list[str] | None = None, input_hw: tuple[int, int] | None = None) -> None:
+                 classes: list[str] | None = None, input_hw: tuple[int, int] | None = None,
+                 test_aug: str = "none") -> None:
         super().__init__()
         self.net = net
         self.input_hw = input_hw  # (H, W) the net was built for
@@ -45,6 +46,7 @@ class Model(nn.Module):
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float().clone())
         self.register_buffer("std", std.reshape(1, -1, 1, 1).float().clone())
         self.vote = select_layers(predict, len(net.layers))
+        self.test_aug = test_aug  # the run's test-time augmentation (predict.test_aug_scores)
         self.classes = list(classes or [str(i) for i in range(net.num_classes)])
         self.eval()
 
@@ -56,8 +58,8 @@ class Model(nn.Module):
         return (x.float() - self.mean) / self.std
 
     def layer_scores(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's (B, K) class scores."""
-        return layer_scores(self.net, self._input(x))
+        """Every layer's (B, K) class scores (under the run's test-time augmentation)."""
+        return test_aug_scores(self.net, self._input(x), self.test_aug)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ensemble(self.layer_scores(x), self.vote)
@@ -80,7 +82,8 @@ class Run:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """Per-layer and voted accuracy on uint8 images ``x`` with labels ``y``."""
-        return evaluate(self.net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
+        return evaluate(self.net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16,
+                        self.cfg.test_aug)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels of ``test``; of ``val``: the validation split the run held out
@@ -103,7 +106,7 @@ class Run:
     def model(self) -> Model:
         shape = self.info.get("input_shape")
         return Model(self.net, self.norm.mean, self.norm.std, self.cfg.predict, self.info.get("classes"),
-                     None if not shape else (int(shape[1]), int(shape[2])))
+                     None if not shape else (int(shape[1]), int(shape[2])), self.cfg.test_aug)
 
 
 def load_run(run_dir: str | Path, with_data: bool = True, **overrides: Any) -> Run:

@@ -385,7 +385,8 @@ class Trainer:
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         net: Any = self.net if self.ema is None else self.ema.module
-        return evaluate(net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16)
+        return evaluate(net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16,
+                        self.cfg.test_aug)
 
     def summary(self) -> dict[str, Any]:
         def last(key: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import importlib.util
 
-EXPERIMENTS = ["memory", "noise", "online", "parallel"]
+EXPERIMENTS = ["memory", "noise", "online", "parallel", "rules"]
 TOP_LEVEL = ["plot", "report"]  # modules that add a top-level command of their own
 
 

@@ -287,7 +287,7 @@ def evaluate_net(trainer: Any, net: nn.Module, corrupt: Any = None) -> float:
 
     norm = trainer.norm if corrupt is None else (lambda xb: trainer.norm(corrupt(xb)))
     res = evaluate(net, trainer.data.test_x, trainer.data.test_y, norm, eval_batch_size(net),  # type: ignore[arg-type]
-                   trainer.cfg.predict, trainer.cfg.bf16)
+                   trainer.cfg.predict, trainer.cfg.bf16, trainer.cfg.test_aug)
     return float(res["accuracy"])  # type: ignore[arg-type]
 
 
