@@ -437,6 +437,47 @@ def test_weight_noise_spares_normalisation_parameters():
     assert sum(ch2) / len(ch2) == pytest.approx(0.25 * gain**2 * n / (n - 1), rel=0.05)
 
 
+def test_noise_aware_training_takes_the_step_at_noisy_weights_and_moves_it_onto_the_clean_ones():
+    """train_weight_noise sigma: the step's passes see w (1 + sigma eps) on every weight array; then
+    the weights are the clean ones plus the update that step made from the noisy ones (done here by
+    hand: the noise added, a plain step, the noise taken off); it differs from the clean step; a
+    negative sigma, or the layer pipeline, is refused."""
+    from fflearn.analog import weight_arrays
+    from fflearn.build import build
+    from fflearn.config import validate
+    from fflearn.methods import make_config
+    from fflearn.parallel.pipeline import check_pipeline
+
+    def parts(sigma: float):
+        torch.manual_seed(0)
+        cfg = validate(make_config(method="df-o", model="small", width=0.25, train_weight_noise=sigma))
+        return build(cfg, (1, 28, 28), 10, torch.zeros(1), torch.ones(1), torch.device("cpu"))
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)
+    noisy, plain, by_hand = parts(0.3), parts(0.0), parts(0.0)
+    for p in (noisy, plain):
+        p.learner.step(x, y, 0, generator=torch.Generator().manual_seed(7))
+    arrays = weight_arrays(by_hand.net)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        noise = [q * (0.3 * torch.randn(q.shape, generator=gen)) for q in arrays]
+        for q, d in zip(arrays, noise, strict=True):
+            q.add_(d)
+    by_hand.learner.step(x, y, 0, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        for q, d in zip(arrays, noise, strict=True):
+            q.sub_(d)
+    got, want, clean = (p.net.state_dict() for p in (noisy, by_hand, plain))
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+    assert any(not torch.allclose(got[k].float(), clean[k].float()) for k in clean)
+    with pytest.raises(ConfigError, match="train_weight_noise"):
+        validate(make_config(train_weight_noise=-0.1))
+    with pytest.raises(ConfigError, match="--train-weight-noise"):
+        check_pipeline(make_config(method="df-o", hidden=[32, 32], block_size=1, train_weight_noise=0.1), 2)
+
+
 def test_trace_change_profile_by_hand():
     """--trace: a per-channel constant change is all shift; a per-channel rescaling of a centred
     pre-activation is affine but no shift; change is the perturbation against the clean spread;

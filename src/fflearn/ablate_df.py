@@ -47,7 +47,7 @@ from .runfolder import CHECKPOINT, write_json
 
 PAIRS = 9  # sample negatives per sample in df-o+pairs: as many as the class anchors of a ten-class task
 OPTIM = ("lr", "schedule", "batch_size", "weight_decay", "crop", "rotation", "flip", "epochs", "time_budget",
-         "milestones", "gamma")
+         "milestones", "gamma", "train_weight_noise")
 
 
 def _rows(base: Config) -> dict[str, tuple[str, dict[str, Any]]]:

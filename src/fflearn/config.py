@@ -84,6 +84,7 @@ class Config:
     gamma: float = 0.5  # schedule 'step': lr factor at each milestone
     time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
     ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999)
+    train_weight_noise: float = 0.0  # noise-aware training: every weight array is w (1 + sigma eps), a fresh draw each step, for the step's passes; the update goes to the clean weights (0 = off)
     seed: int = 0  # seeds torch (data order, init, augmentation, negatives, validation split)
     # --- run and output ------------------------------------------------------------------
     out: str | None = None  # run folder; None: runs/<method>-<dataset>-<time>
@@ -267,7 +268,8 @@ def validate(cfg: Config) -> Config:
         if not math.isfinite(v) or v <= 0:
             raise bad(name, f"must be a positive finite number; got {v}")
     # tau 0 is the natural threshold of an offset goodness (sum_squares_minus_width, loeweX's)
-    for name in ("margin", "tau", "lam", "peer_norm", "weight_decay", "rotation", "time_budget", "log_every"):
+    for name in ("margin", "tau", "lam", "peer_norm", "weight_decay", "rotation", "time_budget", "log_every",
+                 "train_weight_noise"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .analog import NoisyWeights
 from .errors import ConfigError, TrainingError
 from .models import Net, by_sample, head_scores
 from .negatives import pos_neg
@@ -214,7 +215,8 @@ class Learner:
         neg = self.negatives(y, generator, idx)
         h = self._labelled_input(x, y, neg)
         self._deepest = None
-        loss = self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
+        with NoisyWeights(self.net, self.cfg.train_weight_noise, generator):  # sigma 0: no-op
+            loss = self.run_segments(h, y, neg, self.scheme.segments(step, len(self.net.layers)), step, stats)[0]
         if self.observes and self._deepest is not None:
             _, g_pos, g_neg = self._deepest
             self.sampler.observe(idx, neg, g_pos, g_neg)

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..analog import add_weight_noise, weight_arrays
 from ..cliargs import add_bool
 from ..console import format_table
 from ..errors import ConfigError
@@ -71,25 +72,6 @@ LEVELS: dict[str, list[float]] = {
 KINDS = tuple(LEVELS)
 DETERMINISTIC = ("quant", "adc")
 INPUT_KINDS = ("shot", "impulse")
-
-
-NORM_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-
-
-def weight_arrays(net: nn.Module, heads: bool = True, layers: list[int] | None = None) -> list[nn.Parameter]:
-    """The parameters noise applies to: those with two or more dimensions (matrices, kernels),
-    except normalisation parameters, whatever their shape (a conv net's layer norm holds a 3-D
-    gain and bias, one per channel and position: digital periphery, like batch norm's 1-D ones);
-    ``heads=False`` spares the heads (anchors, classifiers) and the label embedding, so only the
-    layers' arrays are noisy; ``layers``: only those layers (and their heads, unless spared)."""
-    spared = {id(p) for m in net.modules() if isinstance(m, NORM_MODULES) for p in m.parameters()}
-    spared |= {id(p) for layer in net.layers for p in getattr(layer, "norm", nn.Identity()).parameters()}  # type: ignore[union-attr]
-    if layers is not None:
-        mods: list[Any] = [m for i in layers for m in ([net.layers[i]] + ([net.heads[i]] if heads else []))]  # type: ignore[index]
-        src = [p for m in mods for p in m.parameters()]
-    else:
-        src = list(net.parameters() if heads else net.layers.parameters())  # type: ignore[union-attr,operator]
-    return [p for p in src if p.dim() >= 2 and id(p) not in spared]
 
 
 @torch.no_grad()
@@ -131,15 +113,6 @@ def input_noise(kind: str, value: float, generator: torch.Generator) -> Any:
         return x.clamp(0, 1) * 255
 
     return noisy
-
-
-@torch.no_grad()
-def add_weight_noise(net: nn.Module, sigma: float, generator: torch.Generator, heads: bool = True,
-                     layers: list[int] | None = None) -> None:
-    """w <- w * (1 + sigma * eps) for every weight array, in place (use on a copy)."""
-    for p in weight_arrays(net, heads, layers):
-        eps = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-        p.mul_(1 + sigma * eps)
 
 
 @torch.no_grad()

@@ -55,6 +55,9 @@ def check_pipeline(cfg: Config, world: int) -> list[Segment]:
     if cfg.ema:
         raise ConfigError("--pipeline keeps each rank's layers apart: the weights' moving average (--ema) needs "
                           "the whole net in one process; use --nproc N or train on one process")
+    if cfg.train_weight_noise:
+        raise ConfigError("--pipeline trains each rank's segments apart: noise-aware training (--train-weight-noise) "
+                          "draws the noise for the whole net in one step; use --nproc N or train on one process")
     scheme = build_scheme(cfg)
     if getattr(scheme, "partition", "size") == "memory":
         raise ConfigError("--pipeline splits the blocks before the network exists: use --block-partition size "
