@@ -183,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split = args.split
     res = run.evaluate(*run.split(split))
     out = {"run_dir": args.run_dir, "method": run.cfg.method, "dataset": run.cfg.dataset, "predict": run.cfg.predict,
-           "test_aug": run.cfg.test_aug, "split": split, f"{split}_accuracy": res["accuracy"], f"per_layer_{split}_accuracy": res["per_layer"]}
+           "test_aug": run.cfg.test_aug, "split": split, f"{split}_accuracy": res["accuracy"],
+           f"per_layer_{split}_accuracy": res["per_layer"]}
     print(f"layer  {split} accuracy")
     for i, a in enumerate(res["per_layer"]):
         print(f"{i:5d}  {100 * a:6.2f}%")
@@ -246,7 +247,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     e.add_argument("--device")
     e.add_argument("--predict", metavar="RULE",
                    help="voting rule instead of the run's own: last, all, or from:N (layers N..; N<0 counts from the end)")
-    e.add_argument("--test-aug", choices=["none", "flip"],
+    e.add_argument("--test-aug", choices=choices("test_aug"),
                    help="test-time augmentation instead of the run's own: none, or flip (the image and its mirror)")
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="test (default), or val: the validation split the run held out (choose rules on it)")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .config import CHOICES
 from .models import Net, by_sample, head_scores
 from .runtime import autocast
 
@@ -40,9 +41,6 @@ def layer_scores(net: Net, x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-TEST_AUGS = ("none", "flip")  # test-time augmentations: none, or the image and its horizontal mirror
-
-
 @torch.no_grad()
 def test_aug_scores(net: Net, x: torch.Tensor, test_aug: str = "none") -> list[torch.Tensor]:
     """Every layer's (B, K) scores under test-time augmentation ``test_aug``: ``none`` is
@@ -52,7 +50,7 @@ def test_aug_scores(net: Net, x: torch.Tensor, test_aug: str = "none") -> list[t
     if test_aug == "none":
         return layer_scores(net, x)
     if test_aug != "flip":
-        raise ValueError(f"test_aug must be one of {', '.join(TEST_AUGS)}; got {test_aug!r}")
+        raise ValueError(f"test_aug must be one of {', '.join(CHOICES['test_aug'])}; got {test_aug!r}")
     b = x.shape[0]
     both = layer_scores(net, torch.cat([x, x.flip(-1)]))
     return [(s[:b].log_softmax(1) + s[b:].log_softmax(1)) / 2 for s in both]
