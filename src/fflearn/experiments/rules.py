@@ -28,10 +28,11 @@ from .report import mean_sd
 SPLITS = ("val", "test")
 
 
-def score_run(run_dir: str | Path, rules: Sequence[str], augs: Sequence[str]) -> dict[str, Any]:
+def score_run(run_dir: str | Path, rules: Sequence[str], augs: Sequence[str], **overrides: Any) -> dict[str, Any]:
     """The accuracy of every (rule, augmentation) on the run's validation and test sets:
-    ``{"val": {(rule, aug): acc}, "test": {...}}`` with the run's method, seed and own choice."""
-    run = load_run(run_dir)
+    ``{"val": {(rule, aug): acc}, "test": {...}}`` with the run's method, seed and own choice;
+    ``overrides``: machinery for :func:`fflearn.runs.load_run` (device, data_dir)."""
+    run = load_run(run_dir, **overrides)
     if not run.cfg.val_split:
         raise FFLearnError(f"{run_dir} was trained without a validation split (val_split 0): rules are "
                            "chosen on validation; train with --val-split N")
@@ -92,8 +93,11 @@ def _list(text: str, field: str) -> list[str]:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
     rules, augs = _list(args.rules, "predict"), _list(args.test_aug, "test_aug")
-    scored = [score_run(d, rules, augs) for d in args.runs]
+    scored = [score_run(d, rules, augs, device=args.device, data_dir=args.data_dir) for d in args.runs]
     rows = choose(scored, rules, augs)
     print(f"prediction rules on {len(scored)} run(s), chosen per method on the validation mean")
     print(table(rows))
@@ -111,5 +115,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--rules", default="last,all,from:-2,from:-3",
                    help="prediction rules to try, comma-separated (default last,all,from:-2,from:-3)")
     p.add_argument("--test-aug", default="none,flip", help="test-time augmentations to try (default none,flip)")
+    p.add_argument("--device", help="device to evaluate on (default: the run's)")
+    p.add_argument("--data-dir", help="data root (default: the run's)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     p.add_argument("--json", metavar="FILE", help="write the rows and every run's figures as JSON")
     p.set_defaults(func=cmd_rules)
