@@ -217,15 +217,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = build_report(args.run_dirs, args.out, runs)
     rows = json_rows(runs)
     print(format_table(["group", "method", "seeds", "test % (mean ± sd)", "val % (mean ± sd)"],
-                       [[r["group"], r["method"], r["seeds"], _mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
-                         _mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"])] for r in rows]))
+                       [[r["group"], r["method"], r["seeds"], pct_mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
+                         pct_mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"])] for r in rows]))
     print(out)
     if args.json:
         write_json({"rows": rows, "run_dirs": [str(d) for d in args.run_dirs]}, args.json)
     return 0
 
 
-def _mean_sd(mean: float | None, sd: float | None) -> str:
+def pct_mean_sd(mean: float | None, sd: float | None) -> str:
+    """An accuracy's "mean ± sd" in percent, 2 decimals ("-" without a mean; no sd for one run)."""
     return "-" if mean is None else f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
 
 

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cliargs import list_value
 from ..config import Config, validate
 from ..console import format_table
 from ..errors import FFLearnError
 from ..predict import eval_batch_size, evaluate
 from ..runfolder import write_json
 from ..runs import load_run
-from .report import mean_sd
+from .report import mean_sd, pct_mean_sd
 
 SPLITS = ("val", "test")
 
@@ -67,22 +68,18 @@ def choose(scored: list[dict[str, Any]], rules: Sequence[str], augs: Sequence[st
     return rows
 
 
-def _pct(mean: float, sd: float | None) -> str:
-    return f"{100 * mean:.2f}" + ("" if sd is None else f" ± {100 * sd:.2f}")
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     return format_table(["method", "predict", "test_aug", "runs", "val %", "test %", ""],
                         [[r["method"], r["predict"], r["test_aug"], r["runs"],
-                          _pct(r["val_accuracy_mean"], r["val_accuracy_sd"]),
-                          _pct(r["test_accuracy_mean"], r["test_accuracy_sd"]),
+                          pct_mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"]),
+                          pct_mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
                           " ".join(w for w, on in (("chosen", r["chosen"]), ("own", r["own"])) if on)]
                          for r in rows])
 
 
 def _list(text: str, field: str) -> list[str]:
     """Comma-separated values of config field ``field``, each validated as that field."""
-    vals = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    vals = list(dict.fromkeys(list_value(text)))
     if not vals:
         raise FFLearnError(f"--{field.replace('_', '-')} needs at least one value")
     for v in vals:
