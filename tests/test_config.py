@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from fflearn.api import make_config
 from fflearn.config import Config, coerce, dump_yaml, load_yaml, validate
@@ -110,3 +111,33 @@ def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
         load_yaml(tmp_path / "missing.yaml")
     f.write_text("")
     assert load_yaml(f) == {}
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch, tmp_path, capsys):
+    """bf16: auto becomes true or false when the config is read: true where the device computes
+    bf16 natively (oneDNN's check on a CPU), false where autocast would be emulated; a YAML file
+    and the train flag take it too; other words are refused in one line; an explicit true on a
+    CPU without native bf16 is kept but warned about."""
+    import fflearn.config as C
+    from fflearn.methods import make_config
+
+    native = C.native_bf16("cpu")
+    assert native == bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert make_config(bf16="auto", device="cpu").bf16 is native
+    for value in (True, False):
+        monkeypatch.setattr(C, "native_bf16", lambda device, v=value: v)
+        assert Config.from_dict({"bf16": "auto", "device": "cpu"}).bf16 is value
+        y = tmp_path / "c.yaml"
+        y.write_text("bf16: auto\ndevice: cpu\n")
+        assert make_config(y).bf16 is value
+    assert make_config(bf16="true").bf16 is True  # an explicit choice stays as given
+    with pytest.raises(ConfigError, match="must be true, false or auto"):
+        Config.from_dict({"bf16": "sometimes"})
+    monkeypatch.setattr("fflearn.trainer.native_bf16", lambda device: False)
+    monkeypatch.setenv("FFLEARN_NO_DOWNLOAD", "1")
+    from fflearn.errors import FFLearnError
+    from fflearn.trainer import Trainer
+
+    with pytest.raises(FFLearnError):  # no data there: it stops after the warning
+        Trainer(make_config(bf16=True, device="cpu", dataset="mnist", data_dir=str(tmp_path / "none")), write=False)
+    assert "bf16 autocast is emulated" in capsys.readouterr().err

@@ -100,7 +100,7 @@ class Config:
     # --- devices -------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    bf16: bool = False  # bf16 autocast for forward passes (CPU and GPU)
+    bf16: bool = False  # bf16 autocast for forward passes (CPU and GPU); auto: only where the hardware computes bf16 natively, decided when the config is read
     channels_last: bool = False  # channels_last memory format for conv nets
     compile: bool = False  # torch.compile each layer
     deterministic: bool = False  # torch deterministic algorithms (bitwise repeatable on CPU)
@@ -133,6 +133,8 @@ class Config:
             raise ConfigError(f"config field 'params' must be a mapping of name: value, got {given!r}")
         params = {**given, **extra}
         cfg.params = {k: _param(k, v, declared) for k, v in sorted(params.items())}
+        if cfg.bf16 == "auto":  # type: ignore[comparison-overlap]
+            cfg.bf16 = native_bf16(cfg.device)
         return cfg
 
     def replace(self, **kw: Any) -> Config:
@@ -144,8 +146,25 @@ class Config:
 _HINTS = typing.get_type_hints(Config)
 
 
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` (a config device name; auto: CUDA where available) computes bf16
+    natively: a CUDA GPU that supports it, or a CPU whose oneDNN has bf16 kernels (AVX-512 BF16,
+    AMX). Elsewhere bf16 autocast is emulated, and slower than fp32 (a CPU with AVX2 only)."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    try:
+        if cuda:
+            return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older torch without the check: assume emulated
+        return False
+
+
 def coerce(name: str, value: Any) -> Any:
     """Check ``value`` against the declared type of field ``name`` (ints become floats)."""
+    if name == "bf16" and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"  # Config.from_dict decides it for the config's device
     hint = _HINTS[name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -188,7 +207,8 @@ def _scalar(name: str, typ: Any, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config field '{name}' must be true or false, got {value!r}")
+        allowed = "true, false or auto" if name == "bf16" else "true or false"
+        raise ConfigError(f"config field '{name}' must be {allowed}, got {value!r}")
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             if isinstance(value, float) and value.is_integer():

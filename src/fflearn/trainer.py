@@ -32,7 +32,7 @@ from . import __version__
 from .build import build
 from .callbacks import Callback, Console, CSVLog
 from .checkpoint import check_compatible, first_line, read_checkpoint, resume_config
-from .config import Config, dump_yaml, validate
+from .config import Config, dump_yaml, native_bf16, validate
 from .data import Dataset, load_dataset
 from .data.splits import limit, split_validation
 from .errors import ConfigError, FFLearnError, TrainingError
@@ -77,6 +77,9 @@ class Trainer:
         self.cfg = validate(cfg)
         self.write = write
         self.device = resolve_device(cfg.device)
+        if verbose and cfg.bf16 and not native_bf16(str(self.device)):
+            print("fflearn: warning: bf16 autocast is emulated on this device (no native bf16: a CPU without "
+                  "AVX-512 BF16 or AMX) and slower than fp32; set bf16: auto or false", file=sys.stderr)
         self.out = Path(cfg.out) if cfg.out else default_out(cfg.method, cfg.dataset)
         if write:
             check_out(self.out, overwrite, resume)
