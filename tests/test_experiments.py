@@ -547,6 +547,63 @@ def test_trace_follows_the_noise_of_the_curves(runs, tmp_path, capsys):
         assert msg in capsys.readouterr().err
 
 
+def test_probe_injects_same_sized_perturbations(runs, tmp_path, capsys):
+    """--probe SIGMA: the 'noise' perturbation injected into the clean net is the noisy net's own,
+    so its change at the top is the trace's at the last layer for the same draw, and its flips are
+    the noisy net's disagreements with the clean one, recomputed by hand; the three kinds inject
+    the same change; the data direction always points at another class."""
+    out = tmp_path / "p.json"
+    assert main(["experiment", "noise", str(runs["df"]), "--kinds", "", "--draws", "2", "--layers", "0",
+                 "--trace", "0.5", "--probe", "0.5", "--json", str(out)]) == 0
+    assert "probed" in capsys.readouterr().out
+    d = json.loads(out.read_text())
+    assert {(r["draw"], r["kind"]) for r in d["probe"]} == {(dr, k) for dr in (0, 1) for k in ("noise", "random", "data")}
+    assert {r["layer"] for r in d["probe"]} == {1}
+    for draw in (0, 1):
+        mine = {r["kind"]: r for r in d["probe"] if r["draw"] == draw}
+        top = next(r for r in d["trace"] if r["draw"] == draw and r["layer"] == 1)
+        assert mine["noise"]["top"] == pytest.approx(top["change"], rel=1e-5)
+        assert mine["random"]["injected"] == pytest.approx(mine["noise"]["injected"], rel=1e-4)
+        assert mine["data"]["injected"] == pytest.approx(mine["noise"]["injected"], rel=1e-4)
+        assert mine["random"]["top"] > 0 and mine["data"]["top"] > 0
+    row = d["probe_table"][0]
+    assert row["runs"] == 1 and row["into layer"] == 1 and set(row) >= {"top: noise", "top: data", "data / noise"}
+    # draw 0's flips by hand: the noisy net against the clean one on the same training images
+    from fflearn.experiments.noise import add_weight_noise, train_images
+    from fflearn.experiments.noise_trace import other_class_partner, probe_net
+    from fflearn.models import head_scores
+    from fflearn.runs import load_run
+
+    t = load_run(runs["df"], compile=False)
+    xb, yb = train_images(t, 1024, 0)
+    noisy = copy.deepcopy(t.net)
+    add_weight_noise(noisy, 0.5, torch.Generator().manual_seed(0), layers=[0])
+
+    def predict(net):
+        with torch.no_grad():
+            h = net.prepare(xb)
+            for layer in net.layers:
+                h = layer(h)
+            return head_scores(net.heads[-1], h, None).argmax(1)
+    t.net.eval(), noisy.eval()
+    flips = float((predict(noisy) != predict(t.net)).float().mean())
+    assert next(r for r in d["probe"] if r["draw"] == 0 and r["kind"] == "noise")["flips"] == pytest.approx(flips)
+    y = torch.tensor([0, 0, 1, 2, 2, 2])
+    partner = other_class_partner(y, torch.Generator().manual_seed(0))
+    assert bool((y[partner] != y).all())
+    with pytest.raises(ValueError, match="two classes"):
+        other_class_partner(torch.zeros(4, dtype=torch.long), torch.Generator())
+    from fflearn.methods import make_config
+    from fflearn.models import build_net
+
+    ff = build_net(make_config(method="ff", hidden=[16, 16]), (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="one-pass"):
+        probe_net(ff, torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), 0.5, 1)
+    for bad, msg in (("0", "above 0"), ("x", "takes a sigma")):
+        assert main(["experiment", "noise", str(runs["df"]), "--kinds", "", "--probe", bad]) == 2
+        assert msg in capsys.readouterr().err
+
+
 def test_noise_kinds_by_hand():
     import torch
 

@@ -33,7 +33,9 @@ of unit c is sqrt(E_x[sum_j w_cj^2 x_j^2] / Var_x(z_c)) (exact: the noise enters
 large where a unit's inputs are few (a first conv on a grey image has 9) or its weights cancel
 (an edge filter on a smooth patch: ``flatness``, (sum_j w_cj)^2 / (n sum_j w_cj^2), is 1 for a
 constant filter and 0 for one summing to zero), and it does not change when w is rescaled.
-``--trace SIGMA`` follows one such draw up the stack (:mod:`fflearn.experiments.noise_trace`).
+``--trace SIGMA`` follows one such draw up the stack, and ``--probe SIGMA`` compares what the
+layers above make of it with what they make of other perturbations of its size
+(:mod:`fflearn.experiments.noise_trace`).
 
 ``layers`` restricts weight, quant, stuck, activation and adc noise to those layers (one at a
 time shows where a method loses accuracy); input noise has no layer. Random kinds: mean and
@@ -58,7 +60,7 @@ from ..console import format_table
 from ..errors import ConfigError
 from ..runfolder import write_json
 from .figures import out_dir
-from .noise_trace import change_profile, mean_sd, pre_activations, trace_table
+from .noise_trace import change_profile, mean_sd, pre_activations, probe_net, probe_table, trace_table
 
 LEVELS: dict[str, list[float]] = {
     "weight": [0.05, 0.1, 0.2, 0.3, 0.5],  # sigma of the multiplicative weight noise
@@ -239,6 +241,15 @@ def trace_run(t: Any, sigma: float, layers: list[int] | None, draws: int, seed: 
     return rows
 
 
+def probe_run(t: Any, sigma: float, draws: int, seed: int = 0, images: int = 1024) -> list[dict[str, Any]]:
+    """:func:`fflearn.experiments.noise_trace.probe_net` of the loaded run ``t`` on the trace's
+    seeded draw of ``images`` of its training images."""
+    try:
+        return probe_net(t.net, *train_images(t, images, seed), sigma, draws, seed)
+    except ValueError as e:
+        raise ConfigError(f"{e} (run {t.cfg.method})") from None
+
+
 def gain_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """A row per method (label): pooled gain mean±sd over its runs, per layer."""
     layers = sorted({r["layer"] for r in rows})
@@ -314,12 +325,13 @@ def noise_curve(trainer: Any, kind: str, levels: int = 5, draws: int = 3, seed: 
 
 def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, draws: int = 3, seed: int = 0,
               heads: bool = True, layer_sets: list[list[int] | None] | None = None, recalibrate: int = 0,
-              gain: bool = False, trace: float | None = None,
-              **overrides: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+              gain: bool = False, trace: float | None = None, probe: float | None = None,
+              **overrides: Any) -> tuple[list[dict[str, Any]], ...]:
     """Noise curves of every run, kind and set of noisy layers (``layer_sets``: default [None], all
     at once; each row says its ``layers``), with ``gain`` each run's :func:`run_gain` rows, and with
     ``trace`` (a sigma) the :func:`trace_run` rows of weight noise of that sigma on each layer set,
-    ``draws`` draws; every run is loaded once. ``overrides`` go to load_run (limit_test, device,
+    ``draws`` draws, and with ``probe`` (a sigma) the :func:`probe_run` rows; every run is loaded
+    once; returns (curves, gain, trace, probe) rows. ``overrides`` go to load_run (limit_test, device,
     data_dir). A run's ``label`` is its folder's name, or the folder above for the seeds of one
     setting (``.../df-o/seed1`` -> ``df-o``): runs with one label are averaged as seeds of one method."""
     from ..runs import load_run
@@ -335,7 +347,9 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
         raise ConfigError(f"--recalibrate-bn takes a number of batches, 0 or more; got {recalibrate}")
     if trace is not None and not trace > 0:
         raise ConfigError(f"--trace takes the sigma of the weight noise to follow, above 0; got {trace}")
-    results, gains, traces = [], [], []
+    if probe is not None and not probe > 0:
+        raise ConfigError(f"--probe takes the sigma of the weight noise on layer 0, above 0; got {probe}")
+    results, gains, traces, probes = [], [], [], []
     for d in run_dirs:
         t = load_run(d, compile=False, **{k: v for k, v in overrides.items() if v is not None})
         path = Path(d).resolve()
@@ -343,6 +357,8 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
                "method": t.cfg.method}
         if gain:
             gains += [{**who, **r} for r in run_gain(t, seed=seed)]
+        if probe is not None:
+            probes += [{**who, "sigma": probe, **r} for r in probe_run(t, probe, draws, seed)]
         for layers in layer_sets or [None]:
             if trace is not None:
                 traces += [{**who, "layers": layers, "sigma": trace, **row}
@@ -350,7 +366,7 @@ def run_noise(run_dirs: list[str | Path], kinds: list[str], levels: int = 5, dra
             for k in kinds:
                 results += [{**who, **row, "layers": layers}
                             for row in noise_curve(t, k, levels, draws, seed, heads, layers, recalibrate)]
-    return results, gains, traces
+    return results, gains, traces, probes
 
 
 def plot_noise(results: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -439,11 +455,16 @@ def cmd_noise(args: argparse.Namespace) -> int:
         trace = None if args.trace is None else float(args.trace)
     except ValueError:
         raise ConfigError(f"--trace takes a sigma, e.g. 0.5; got {args.trace!r}") from None
-    if not kinds and not args.gain and trace is None:
-        raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain or --trace alone")
-    results, gain, traced = run_noise(args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads,
-                                      layer_sets=layer_sets, recalibrate=recal, gain=bool(args.gain), trace=trace,
-                                      limit_test=limit, device=args.device, data_dir=args.data_dir)
+    try:
+        probe = None if args.probe is None else float(args.probe)
+    except ValueError:
+        raise ConfigError(f"--probe takes a sigma, e.g. 0.5; got {args.probe!r}") from None
+    if not kinds and not args.gain and trace is None and probe is None:
+        raise ConfigError("--kinds is empty: name at least one noise kind, or ask for --gain, --trace or --probe alone")
+    results, gain, traced, probed = run_noise(
+        args.run_dirs, kinds, levels, draws, args.seed, heads=not args.spare_heads, layer_sets=layer_sets,
+        recalibrate=recal, gain=bool(args.gain), trace=trace, probe=probe,
+        limit_test=limit, device=args.device, data_dir=args.data_dir)
     if args.gain:
         g_headers, g_table = gain_table(gain)
         print("weight-noise gain of each layer's pre-activation (noise std / signal std per unit of sigma; "
@@ -455,6 +476,13 @@ def cmd_noise(args: argparse.Namespace) -> int:
               "pre-activation against its spread (its affine part, %); mean±sd over each method's runs, "
               f"{draws} draws each, 1,024 training images")
         print(format_table(t_headers, t_table))
+    if probe is not None:
+        p_headers, p_table = probe_table(probed)
+        print(f"weight noise sigma {probe:g} on layer 0, probed: what reaches a layer (noise), a random direction "
+              "and another class's direction (data) of the same size injected there into the clean net; the "
+              "last layer's pre-activation change and the predictions it flips; mean±sd over each method's runs, "
+              f"{draws} draws each, 1,024 training images")
+        print(format_table(p_headers, p_table))
     headers, table = summary_table(results, layer_sets, kinds, levels)
     if kinds:
         print("test accuracy (%) under noise: mean±sd over each method's runs (one run: over noise draws)"
@@ -471,7 +499,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
                     **({"gain": gain, "gain_table": [dict(zip(g_headers, row, strict=True)) for row in g_table]}
                        if args.gain else {}),
                     **({"trace": traced, "trace_table": [dict(zip(t_headers, row, strict=True)) for row in t_table]}
-                       if trace is not None else {})}, args.json)
+                       if trace is not None else {}),
+                    **({"probe": probed, "probe_table": [dict(zip(p_headers, row, strict=True)) for row in p_table]}
+                       if probe is not None else {})}, args.json)
     return 0
 
 
@@ -492,6 +522,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--trace", metavar="SIGMA", help="follow weight noise of SIGMA (on --layers, one at a time) up "
                    "the stack: each layer's pre-activation change and how much of it is affine per channel; "
                    "with --kinds '' only that")
+    p.add_argument("--probe", metavar="SIGMA", help="weight noise of SIGMA on layer 0: inject what reaches each "
+                   "later layer, a random direction and another class's direction of the same size there, and "
+                   "compare what the top makes of each (one-pass nets); with --kinds '' only that")
     add_bool(p, "--spare-heads", "weight and quant noise on the layers only; heads, anchors and label maps stay exact")
     p.add_argument("--limit-test", help="evaluate on the first N test images only (quicker)")
     p.add_argument("--device", help="device to evaluate on (default: the run's)")
