@@ -154,7 +154,7 @@ def test_ablate_df_rows_differ_in_their_ingredient_only(tmp_path) -> None:
 
 def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:
     """A boolean flag not on the line must not override the config (bf16 and channels_last of the
-    CPU preset were once reset to false by the flags' defaults)."""
+    CPU preset were once reset to false by the flags' defaults); one on the line does."""
     from fflearn.ablate import df_base
     from fflearn.cli import build_parser
 
@@ -164,10 +164,13 @@ def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:
         argv = ["ablate", "df", "--config", preset, *flags]
         return df_base(build_parser(argv).parse_args(argv))
 
-    b = base()
-    assert (b.bf16, b.channels_last, b.val_split, b.width, b.time_budget) == (True, True, 5000, 0.5, 600)
+    from fflearn.config import native_bf16
+
+    b = base()  # the preset's bf16: auto, decided for this machine
+    assert (b.bf16, b.channels_last, b.val_split, b.width, b.time_budget) == (native_bf16(b.device), True, 5000, 0.5, 600)
     b = base("--bf16", "false", "--val-split", "1000", "--time-budget", "200")
     assert (b.bf16, b.channels_last, b.val_split, b.time_budget) == (False, True, 1000, 200)
+    assert base("--bf16", "true").bf16 is True
     argv = ["ablate", "df", "--model", "mlp"]  # no config file: the recipe's, with 5000 held out
     assert df_base(build_parser(argv).parse_args(argv)).val_split == 5000
 
