@@ -131,6 +131,9 @@ def test_bf16_auto_follows_the_hardware(monkeypatch, tmp_path, capsys):
         y.write_text("bf16: auto\ndevice: cpu\n")
         assert make_config(y).bf16 is value
     assert make_config(bf16="true").bf16 is True  # an explicit choice stays as given
+    assert validate(Config(bf16="auto", device="cpu")).bf16 is C.native_bf16("cpu")  # built, not read
+    with pytest.raises(ConfigError, match="bf16"):
+        validate(Config(bf16="yes please"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="must be true, false or auto"):
         Config.from_dict({"bf16": "sometimes"})
     monkeypatch.setattr("fflearn.trainer.native_bf16", lambda device: False)

@@ -133,9 +133,7 @@ class Config:
             raise ConfigError(f"config field 'params' must be a mapping of name: value, got {given!r}")
         params = {**given, **extra}
         cfg.params = {k: _param(k, v, declared) for k, v in sorted(params.items())}
-        if cfg.bf16 == "auto":  # type: ignore[comparison-overlap]
-            cfg.bf16 = native_bf16(cfg.device)
-        return cfg
+        return resolve_bf16(cfg)
 
     def replace(self, **kw: Any) -> Config:
         d = self.to_dict()
@@ -159,6 +157,13 @@ def native_bf16(device: str) -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older torch without the check: assume emulated
         return False
+
+
+def resolve_bf16(cfg: Config) -> Config:
+    """``bf16: auto`` -> true or false for the config's device (:func:`native_bf16`), in place."""
+    if isinstance(cfg.bf16, str) and cfg.bf16.strip().lower() == "auto":
+        cfg.bf16 = native_bf16(cfg.device)
+    return cfg
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -269,6 +274,8 @@ def validate(cfg: Config) -> Config:
     names of registered plugins are valid too.
     """
 
+    resolve_bf16(cfg)  # a Config built directly, not read: Config(bf16="auto")
+
     def bad(field_name: str, why: str) -> ConfigError:
         return ConfigError(f"config field '{field_name}' {why}")
 
@@ -293,6 +300,8 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
             raise bad(name, f"must be a finite number >= 0; got {v}")
+    if not isinstance(cfg.bf16, bool):
+        raise bad("bf16", f"must be true, false or auto, got {cfg.bf16!r}")
     if not 0 <= cfg.ema < 1:
         raise bad("ema", f"must be in [0, 1): the decay of the weights' moving average; got {cfg.ema}")
     if not 0 <= cfg.hard_mix <= 1:
