@@ -381,15 +381,25 @@ class Trainer:
                 te = self.evaluate(self.data.test_x, self.data.test_y)
                 rec["test_accuracy"] = te["accuracy"]
                 rec["per_layer_test_accuracy"] = te["per_layer"]
+            if last and self.ema is not None:
+                # the live weights too, once: one run then measures what the average adds
+                rec.update(self._raw_accuracies())
             rec["eval_seconds"] = time.perf_counter() - t0
         rec["seconds"] = seconds
         rec["samples_per_second"] = samples / seconds if seconds > 0 else None
         return rec
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-        net: Any = self.net if self.ema is None else self.ema.module
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, live: bool = False) -> dict[str, Any]:
+        """Accuracy of the weights' average where there is one (of the live weights with ``live``)."""
+        net: Any = self.net if self.ema is None or live else self.ema.module
         return evaluate(net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16,
                         self.cfg.test_aug)
+
+    def _raw_accuracies(self) -> dict[str, float]:
+        out = {"raw_test_accuracy": self.evaluate(self.data.test_x, self.data.test_y, live=True)["accuracy"]}
+        if self.val is not None:
+            out["raw_val_accuracy"] = self.evaluate(*self.val, live=True)["accuracy"]
+        return out
 
     def summary(self) -> dict[str, Any]:
         def last(key: str) -> dict[str, Any]:
@@ -407,6 +417,8 @@ class Trainer:
             "val_accuracy": va.get("val_accuracy"),
             "per_layer_val_accuracy": va.get("per_layer_val_accuracy"),
             "val_images": 0 if self.val is None else len(self.val[1]),
+            # with ema: the live (not averaged) weights' figures at the end, for the same run
+            **{k: te[k] for k in ("raw_val_accuracy", "raw_test_accuracy") if k in te},
             "train_accuracy": te.get("train_accuracy", va.get("train_accuracy")),
             "train_seconds": self.train_seconds,
             "parameters": sum(p.numel() for p in self.net.parameters()),
