@@ -83,7 +83,7 @@ class Config:
     milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # schedule 'step': fractions of training
     gamma: float = 0.5  # schedule 'step': lr factor at each milestone
     time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
-    ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999)
+    ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999); its batch-norm statistics are averaged too, which breaks it on batch-norm nets (docs/distance-forward.md)
     train_weight_noise: float = 0.0  # noise-aware training: every weight array is w (1 + sigma eps), a fresh draw each step, for the step's passes; the update goes to the clean weights (0 = off)
     seed: int = 0  # seeds torch (data order, init, augmentation, negatives, validation split)
     # --- run and output ------------------------------------------------------------------
