@@ -389,16 +389,18 @@ class Trainer:
         rec["samples_per_second"] = samples / seconds if seconds > 0 else None
         return rec
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, live: bool = False) -> dict[str, Any]:
-        """Accuracy of the weights' average where there is one (of the live weights with ``live``)."""
-        net: Any = self.net if self.ema is None or live else self.ema.module
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        return self._evaluate(self.net if self.ema is None else self.ema.module, x, y)
+
+    def _evaluate(self, net: Any, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         return evaluate(net, x, y, self.norm, eval_batch_size(self.net), self.cfg.predict, self.cfg.bf16,
                         self.cfg.test_aug)
 
     def _raw_accuracies(self) -> dict[str, float]:
-        out = {"raw_test_accuracy": self.evaluate(self.data.test_x, self.data.test_y, live=True)["accuracy"]}
+        """The live weights' accuracies (a run with ema evaluates the average everywhere else)."""
+        out = {"raw_test_accuracy": self._evaluate(self.net, self.data.test_x, self.data.test_y)["accuracy"]}
         if self.val is not None:
-            out["raw_val_accuracy"] = self.evaluate(*self.val, live=True)["accuracy"]
+            out["raw_val_accuracy"] = self._evaluate(self.net, *self.val)["accuracy"]
         return out
 
     def summary(self) -> dict[str, Any]:
