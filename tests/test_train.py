@@ -187,6 +187,33 @@ def test_ema_is_what_is_evaluated_saved_and_resumed(real_small, tmp_path) -> Non
     assert t.run()["test_accuracy"] == s["test_accuracy"]
 
 
+def test_ema_on_a_batch_norm_net_measures_its_statistics_again(real_small, tmp_path) -> None:
+    """With ema on a batch-norm net, the average's batch-norm statistics are measured again on
+    ema_bn_batches clean training batches before it is scored and saved: the saved average holds
+    the statistics recalibrate_bn gives the averaged weights, not the averaged statistics
+    (ema_bn_batches 0), and the weights themselves are the same either way."""
+    from fflearn.batchnorm import recalibrate_bn
+    from fflearn.data.splits import split_validation
+    from fflearn.runs import load_run
+
+    base = dict(method="df", hidden=[32, 32], norm="bn", batch_size=50, epochs=1, progress=False, ema=0.9)
+    Trainer(make_config(**base, out=str(tmp_path / "measured")), dataset=real_small, verbose=False).run()
+    Trainer(make_config(**base, ema_bn_batches=0, out=str(tmp_path / "averaged")), dataset=real_small,
+            verbose=False).run()
+    measured, averaged = load_run(tmp_path / "measured"), load_run(tmp_path / "averaged")
+    stats = ("running_mean", "running_var")
+    for (name, a), (_, b) in zip(measured.net.state_dict().items(), averaged.net.state_dict().items(), strict=True):
+        if not name.endswith(stats + ("num_batches_tracked",)):
+            assert torch.equal(a, b), name  # the statistics change no weight
+    bns = [n for n in measured.net.state_dict() if n.endswith(stats)]
+    assert len(bns) == 4 and all(not torch.equal(measured.net.state_dict()[n], averaged.net.state_dict()[n])
+                                  for n in bns)
+    part, _ = split_validation(real_small, averaged.cfg.val_split, averaged.cfg.seed)  # the images the run trained on
+    assert recalibrate_bn(averaged.net, averaged.norm, part.train_x, part.train_y, 16, 50, seed=0) == 2  # by hand
+    for n in bns:
+        assert torch.allclose(measured.net.state_dict()[n], averaged.net.state_dict()[n], atol=1e-5), n
+
+
 def test_eval_on_the_held_out_validation_split(real_small, tmp_path, capsys, monkeypatch) -> None:
     """fflearn eval --split val rebuilds the run's own validation split and reproduces its figure."""
     from fflearn.cli import main

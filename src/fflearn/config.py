@@ -83,7 +83,8 @@ class Config:
     milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # schedule 'step': fractions of training
     gamma: float = 0.5  # schedule 'step': lr factor at each milestone
     time_budget: float = 0.0  # stop after this many seconds of training (0 = none); the lr schedule then follows time
-    ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999); its batch-norm statistics are averaged too, which breaks it on batch-norm nets (docs/distance-forward.md)
+    ema: float = 0.0  # evaluate (and save for fflearn.load) an exponential moving average of the weights, this decay per step (0 = off; e.g. 0.999)
+    ema_bn_batches: int = 16  # with ema on a batch-norm net: clean training batches its batch-norm statistics are measured on again before each evaluation, as averaged statistics do not fit the averaged weights (0 = keep them averaged)
     train_weight_noise: float = 0.0  # noise-aware training: every weight array is w (1 + sigma eps), a fresh draw each step, for the step's passes; the update goes to the clean weights (0 = off)
     seed: int = 0  # seeds torch (data order, init, augmentation, negatives, validation split)
     # --- run and output ------------------------------------------------------------------
@@ -304,6 +305,8 @@ def validate(cfg: Config) -> Config:
         raise bad("bf16", f"must be true, false or auto, got {cfg.bf16!r}")
     if not 0 <= cfg.ema < 1:
         raise bad("ema", f"must be in [0, 1): the decay of the weights' moving average; got {cfg.ema}")
+    if cfg.ema_bn_batches < 0:
+        raise bad("ema_bn_batches", f"must be >= 0: clean batches the average's batch-norm statistics are measured on; got {cfg.ema_bn_batches}")
     if not 0 <= cfg.hard_mix <= 1:
         raise bad("hard_mix", f"must be between 0 and 1; got {cfg.hard_mix}")
     if not math.isfinite(cfg.hard_scale) or cfg.hard_scale < 0:

@@ -29,6 +29,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
+from .batchnorm import recalibrate_bn
 from .build import build
 from .callbacks import Callback, Console, CSVLog
 from .checkpoint import check_compatible, first_line, read_checkpoint, resume_config
@@ -369,6 +370,9 @@ class Trainer:
         last = self.epoch == cfg.epochs or self.out_of_time()
         if self.epoch % cfg.eval_every == 0 or last:
             t0 = time.perf_counter()
+            if self.ema is not None:  # the average's own batch-norm statistics, before it is scored or saved
+                recalibrate_bn(self.ema.module, self.norm, self.data.train_x, self.data.train_y, cfg.ema_bn_batches,
+                               cfg.batch_size, cfg.seed)
             n_tr = min(len(self.data.train_y), TRAIN_ACCURACY_SAMPLES)
             tr = self.evaluate(self.data.train_x[:n_tr], self.data.train_y[:n_tr])
             rec["train_accuracy"] = tr["accuracy"]
