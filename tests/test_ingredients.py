@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fflearn.feedback import fa_conv2d, fa_linear
 from fflearn.goodness import cosine, mean_squares, neg_sqdist, sum_squares
-from fflearn.labels import LabelChannel, Overlay
+from fflearn.labels import IntrinsicClassPattern, LabelChannel, Overlay
 from fflearn.negatives import HardNegatives, all_wrong, one_wrong, pos_neg
 
 
@@ -154,6 +154,26 @@ def test_label_channel_appends_a_learned_map() -> None:
     assert torch.equal(out[0, 3].flatten(), lc.embed.weight[1].detach())
     out.sum().backward()
     assert lc.embed.weight.grad is not None
+
+
+def test_intrinsic_class_pattern_adds_its_label_s_fixed_pattern_to_every_channel() -> None:
+    """ICP: image + scale * the label's +-1 pattern over the H x W pixels, the same pattern in every
+    channel and for the flat (MLP) input as for the image; fixed by the seed, learned by nothing."""
+    icp = IntrinsicClassPattern(num_classes=3, height=4, width=4, icp_scale=0.5, icp_seed=7)
+    assert not list(icp.parameters()) and icp.patterns.shape == (3, 16)
+    assert set(icp.patterns.unique().tolist()) == {-0.5, 0.5}
+    assert not torch.equal(icp.patterns[0], icp.patterns[1])  # classes differ (16 signs: a tie is 2**-16)
+    x = torch.randn(2, 3, 4, 4)
+    y = torch.tensor([2, 0])
+    out = icp(x, y)
+    for i, lab in enumerate(y.tolist()):
+        for c in range(3):  # by hand: every channel gets the same pattern
+            torch.testing.assert_close(out[i, c].flatten(), x[i, c].flatten() + icp.patterns[lab])
+    torch.testing.assert_close(icp(x.flatten(1), y), out.flatten(1))  # the MLP's flat input alike
+    again = IntrinsicClassPattern(num_classes=3, height=4, width=4, icp_scale=0.5, icp_seed=7)
+    assert torch.equal(again.patterns, icp.patterns)  # the seed fixes the patterns
+    with pytest.raises(ValueError, match="icp_scale"):
+        IntrinsicClassPattern(num_classes=3, icp_scale=0.0)
 
 
 def test_fa_linear_uses_feedback_not_weight_transpose() -> None:

@@ -17,13 +17,18 @@ from conftest import DATASET
 from fflearn.cli import main
 
 
-@pytest.fixture(scope="module", params=["df", "trifecta"])
+@pytest.fixture(scope="module", params=["df", "trifecta", "symba-icp"])
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, real_small) -> Path:
-    """A one-pass (DF anchors, MLP) and a K-pass (the Trifecta's label channel, conv) run."""
+    """A one-pass (DF anchors, MLP) and two K-pass runs: the Trifecta's label channel (conv) and
+    SymBa's intrinsic class pattern (a buffer, not a parameter: the checkpoint and export carry it)."""
     out = tmp_path_factory.mktemp(request.param) / "run"
-    net = {"hidden": [64, 64]} if request.param == "df" else {"model": "small", "width": 0.0625, "crop": 0,
-                                                              "rotation": 0.0}
-    cfg = fflearn.make_config(method=request.param, dataset=DATASET, epochs=1, batch_size=50, out=str(out),
+    net: dict[str, object] = {"hidden": [64, 64]}
+    if request.param == "trifecta":
+        net = {"model": "small", "width": 0.0625, "crop": 0, "rotation": 0.0}
+    method = request.param
+    if method == "symba-icp":
+        method, net = "symba", {**net, "label_mode": "icp", "params": {"icp_seed": 3}}
+    cfg = fflearn.make_config(method=method, dataset=DATASET, epochs=1, batch_size=50, out=str(out),
                               progress=False, **net)
     fflearn.train(cfg, dataset=real_small)
     return out
@@ -103,7 +108,7 @@ def test_flip_test_aug_averages_each_layer_over_the_image_and_its_mirror(run: Pa
 
     monkeypatch.setattr(fflearn.runs, "load_dataset", lambda *a, **k: real_small)
     assert main(["eval", str(run), "--test-aug", "flip", "--json", str(tmp_path / "f.json")]) == 0
-    assert "(last, test_aug flip)" in capsys.readouterr().out
+    assert f"({r.cfg.predict}, test_aug flip)" in capsys.readouterr().out  # the run's own voting rule
     out = json.loads((tmp_path / "f.json").read_text())
     y = real_small.test_y
     scores = test_aug_scores(r.net, r.norm(real_small.test_x), "flip")

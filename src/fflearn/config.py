@@ -45,7 +45,7 @@ class Config:
     norm: str = "unit"  # pre-norm of each layer's input: unit (L2 length, Hinton), ln, bn, none
     # --- method ingredients --------------------------------------------------------------
     method: str = "df"  # named recipe that sets the defaults of the other fields: df (= df-o), df-r, ff, symba, trifecta, lcp, bp, ...
-    label_mode: str = "anchors"  # how the label enters: overlay (Hinton one-hot pixels), channel (Trifecta map), anchors (DF one pass), head (LCP/BP classifier)
+    label_mode: str = "anchors"  # how the label enters: overlay (Hinton one-hot pixels), channel (Trifecta map), icp (SymBa's class pattern over the image, --icp-scale), anchors (DF one pass), head (LCP/BP classifier)
     head: str = "auto"  # per-layer scoring head: auto (the label mode's own) | goodness | anchors | linear | a registered head
     goodness: str = "mean_squares"  # goodness of activations (input-label modes): mean_squares | sum_squares
     anchor_goodness: str = "neg_sqdist"  # score of a sample for class c in anchor mode: neg_sqdist | cosine
@@ -346,7 +346,7 @@ def validate(cfg: Config) -> Config:
         raise bad("loss", f"must be 'ce' with label_mode 'head' (a classifier head); got {cfg.loss!r}")
     if cfg.loss == "ce" and cfg.label_mode != "head":
         raise bad("label_mode", "must be 'head' with loss 'ce'")
-    if cfg.feedback == "direct" and cfg.label_mode in ("overlay", "channel"):
+    if cfg.feedback == "direct" and cfg.label_mode in ("overlay", "channel", "icp"):
         raise bad("feedback", "'direct' takes the block's error at its top layer's class scores: it needs a one-pass "
                   "head (label_mode anchors or head), not label copies")
     if cfg.feedback in ("random", "direct") and cfg.scheme not in ("blocks",):

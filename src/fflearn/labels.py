@@ -3,6 +3,8 @@
 * ``overlay``: Hinton (2022): the first K input values become a one-hot code of the label.
 * ``channel``: the Trifecta: a learned embedding maps each class to one HxW map, concatenated to
   the image as an extra channel; the first layer's optimiser trains it.
+* ``icp``: SymBa's intrinsic class pattern, as fflearn reconstructs it: a fixed random pattern
+  per class spread over the whole image and added to it, so the class is part of every pixel.
 * ``anchors`` / ``head``: no injection; the label enters through per-layer class anchors (DF's
   one-pass reading) or a classifier head (LCP, BP), see :mod:`fflearn.models`.
 
@@ -66,6 +68,39 @@ class LabelChannel(LabelInjection):
         assert labels is not None
         maps = self.embed(labels).view(labels.shape[0], 1, *self.hw).to(x.dtype)
         return torch.cat([x, maps], 1)
+
+
+@LABELS.register("icp")
+class IntrinsicClassPattern(LabelInjection):
+    """SymBa's intrinsic class pattern (ICP; Lee & Song 2023), a reconstruction: the paper's text
+    says only that ICP adds "a pattern containing class information" so that the class is not
+    lost in the layers, and its full text was not at hand. Here each class owns a fixed random
+    +-1 pattern over the H x W pixels (drawn from ``icp_seed``, the same in every channel, kept
+    in the checkpoint), and the input is the image plus ``icp_scale`` times its label's pattern.
+
+    Why spread it: Hinton's overlay writes the label into K of the D inputs, a share of the input's
+    length that shrinks with D and that each layer's length normalisation passes on diluted; a
+    pattern over every pixel carries as much of the input's energy as ``icp_scale`` sets (1: as
+    much as the normalised image, whose pixels have unit spread) and reaches every receptive
+    field of a conv net. Nothing is learned: the patterns are buffers, not parameters."""
+
+    conditions_input = True
+
+    def __init__(self, num_classes: int, height: int = 32, width: int = 32, icp_scale: float = 1.0,
+                 icp_seed: int = 0) -> None:
+        super().__init__()
+        if icp_scale <= 0:
+            raise ValueError(f"icp_scale must be > 0 (the pattern's height against the image's unit spread), got {icp_scale}")
+        g = torch.Generator().manual_seed(icp_seed)
+        signs = torch.randint(0, 2, (num_classes, height * width), generator=g).float() * 2 - 1
+        self.patterns: torch.Tensor
+        self.register_buffer("patterns", signs * icp_scale)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        assert labels is not None
+        b, hw = x.shape[0], self.patterns.shape[1]
+        pattern = self.patterns[labels].to(x.dtype).view(b, 1, hw)  # one pattern, every channel
+        return (x.reshape(b, -1, hw) + pattern).view(x.shape)
 
 
 @LABELS.register("anchors")
