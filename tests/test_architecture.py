@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "fflearn"
 # the layers, bottom up; a module may import from its own layer and those below
 LAYERS: list[set[str]] = [
     {"errors", "registry", "config", "cliargs"},
-    {"analog", "runtime", "goodness", "losses", "negatives", "labels", "schemes", "schedule", "feedback", "regularizers",
+    {"analog", "batchnorm", "runtime", "goodness", "losses", "negatives", "labels", "schemes", "schedule", "feedback", "regularizers",
      "plugins", "data", "methods"},
     {"models", "predict", "learner", "build"},
     {"runfolder", "checkpoint", "console", "callbacks", "tensorboard", "trainer", "runs"},
