@@ -172,8 +172,9 @@ def test_intrinsic_class_pattern_adds_its_label_s_fixed_pattern_to_every_channel
     torch.testing.assert_close(icp(x.flatten(1), y), out.flatten(1))  # the MLP's flat input alike
     again = IntrinsicClassPattern(num_classes=3, height=4, width=4, icp_scale=0.5, icp_seed=7)
     assert torch.equal(again.patterns, icp.patterns)  # the seed fixes the patterns
-    with pytest.raises(ValueError, match="icp_scale"):
-        IntrinsicClassPattern(num_classes=3, icp_scale=0.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="icp_scale"):
+            IntrinsicClassPattern(num_classes=3, icp_scale=bad)
 
 
 def test_fa_linear_uses_feedback_not_weight_transpose() -> None:

@@ -72,9 +72,9 @@ class LabelChannel(LabelInjection):
 
 @LABELS.register("icp")
 class IntrinsicClassPattern(LabelInjection):
-    """SymBa's intrinsic class pattern (ICP; Lee & Song 2023), a reconstruction: the paper's text
-    says only that ICP adds "a pattern containing class information" so that the class is not
-    lost in the layers, and its full text was not at hand. Here each class owns a fixed random
+    """SymBa's intrinsic class pattern (ICP; Lee & Song 2023), a reconstruction: the abstract says
+    only that SymBa adds "Intrinsic Class Pattern (ICP) containing class information to prevent
+    the loss of class information during training", and the full text was not at hand. Here each class owns a fixed random
     +-1 pattern over the H x W pixels (drawn from ``icp_seed``, the same in every channel, kept
     in the checkpoint), and the input is the image plus ``icp_scale`` times its label's pattern.
 
@@ -90,7 +90,7 @@ class IntrinsicClassPattern(LabelInjection):
     def __init__(self, num_classes: int, height: int = 32, width: int = 32, icp_scale: float = 0.1,
                  icp_seed: int = 0) -> None:
         super().__init__()
-        if icp_scale <= 0:
+        if not icp_scale > 0:  # also refuses NaN
             raise ValueError(f"icp_scale must be > 0 (the pattern's height against the image's unit spread), got {icp_scale}")
         g = torch.Generator().manual_seed(icp_seed)
         signs = torch.randint(0, 2, (num_classes, height * width), generator=g).float() * 2 - 1
