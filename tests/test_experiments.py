@@ -215,7 +215,7 @@ def test_report_groups_like_with_like_and_averages_seeds(runs, tmp_path, capsys)
     (small / "config.yaml").write_text(yaml.safe_dump({**cfg, "limit_train": 500}))
     text = report.build_report([*dirs, runs["bp"], small], tmp_path / "r.md").read_text()
     mean, sd = 100 * statistics.fmean(accs), 100 * statistics.stdev(accs)
-    row = next(ln for ln in text.splitlines() if "| df | 3 |" in ln)
+    row = next(ln for ln in text.splitlines() if "| df | - | 3 |" in ln)
     assert f"{mean:.2f} ± {sd:.2f}" in row
     assert "first 500 training images" in text and "Warning" in text
     assert "compared within a group only" in capsys.readouterr().err
@@ -227,6 +227,19 @@ def test_report_groups_like_with_like_and_averages_seeds(runs, tmp_path, capsys)
     assert df["seeds"] == 3 and df["runs"] == [d.name for d in dirs]
     assert df["test_accuracy_mean"] == pytest.approx(mean / 100) and df["test_accuracy_sd"] == pytest.approx(sd / 100)
     assert len([r for r in rows if r["method"] == "bp"]) == 2  # the smaller run is its own group
+    # a run of the same method and group with another setting is its own row, not a fourth seed
+    other = tmp_path / "df-other-lr"
+    shutil.copytree(runs["df"], other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**cfg, "seed": 3, "lr": cfg["lr"] * 10,
+                                                       "params": {"focal_gamma": 2.0}}))
+    assert main(["report", *map(str, [*dirs, other]), "--out", str(tmp_path / "r3.md"), "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    by_variant = {r["variant"]: r for r in rows}
+    assert set(by_variant) == {f"focal_gamma None, lr {cfg['lr']}", f"focal_gamma 2.0, lr {cfg['lr'] * 10}"}
+    three = by_variant[f"focal_gamma None, lr {cfg['lr']}"]
+    assert three["seeds"] == 3 and three["test_accuracy_mean"] == pytest.approx(mean / 100)
+    assert by_variant[f"focal_gamma 2.0, lr {cfg['lr'] * 10}"]["runs"] == [other.name]
 
 
 def test_paper_numbers_match_their_own_row():

@@ -93,6 +93,7 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
         "train_seconds": s.get("train_seconds", sum(m.get("seconds", 0.0) for m in metrics)),
         "limit_train": cfg.get("limit_train"),
         "seed": cfg.get("seed", s.get("seed")),
+        "config": {**{k: v for k, v in cfg.items() if k != "params"}, **(cfg.get("params") or {})},
         # what makes two runs comparable: the same data, network and budget
         "group": (s.get("dataset", cfg.get("dataset", "?")), s.get("model", cfg.get("model", "?")),
                   cfg.get("width"), tuple(cfg.get("hidden") or ()) if cfg.get("model") == "mlp" else None,
@@ -115,13 +116,36 @@ def mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+# config fields that say where or how a run ran, not what it learned: runs differing only in these
+# (and the seed) are seeds of one setting
+NOT_A_SETTING = {"seed", "out", "data_dir", "device", "threads", "progress", "log_every", "tensorboard",
+                 "checkpoint_every", "eval_every", "eval_test", "callbacks", "plugins"}
+
+
+def variants(runs: list[dict[str, Any]]) -> list[str]:
+    """Per run, the settings in which it differs from other runs of its group and method ("" when
+    none): e.g. ``label_mode icp, icp_scale 0.3``. Without it, runs of one method with different
+    settings would be averaged into one row as if they were seeds."""
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(runs):
+        by_key.setdefault((r["group"], r["method"]), []).append(i)
+    out = [""] * len(runs)
+    for idx in by_key.values():
+        cfgs = [runs[i].get("config") or {} for i in idx]
+        keys = sorted({k for c in cfgs for k in c} - NOT_A_SETTING)
+        differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in cfgs}) > 1]
+        for i, c in zip(idx, cfgs, strict=True):
+            out[i] = ", ".join(f"{k} {c.get(k)}" for k in differ)
+    return out
+
+
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (group, method): the mean and sd of the test accuracy over its seeds."""
+    """One row per (group, method, variant): the mean and sd of the test accuracy over its seeds."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in runs:
-        row = rows.setdefault((r["group"], r["method"]), {"group": r["group"], "method": r["method"], "runs": [],
-                                                          "dataset": r["dataset"], "model": r["model"],
-                                                          "dataset_label": r["dataset_label"]})
+    for r, variant in zip(runs, variants(runs), strict=True):
+        row = rows.setdefault((r["group"], r["method"], variant),
+                              {"group": r["group"], "method": r["method"], "variant": variant, "runs": [],
+                               "dataset": r["dataset"], "model": r["model"], "dataset_label": r["dataset_label"]})
         row["runs"].append(r)
     for row in rows.values():
         accs = [r["test_accuracy"] for r in row["runs"] if r["test_accuracy"] is not None]
@@ -134,8 +158,9 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def json_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What ``fflearn report --json`` writes: a row per (group, method) with its seed means."""
-    return [{"group": group_title(row["group"]), "method": row["method"], "seeds": len(row["runs"]),
+    """What ``fflearn report --json`` writes: a row per (group, method, variant) with its seed means."""
+    return [{"group": group_title(row["group"]), "method": row["method"], "variant": row["variant"],
+             "seeds": len(row["runs"]),
              "test_accuracy_mean": row["mean"], "test_accuracy_sd": row["sd"],
              "val_accuracy_mean": row["val_mean"], "val_accuracy_sd": row["val_sd"],
              "train_seconds_mean": row["train_seconds_mean"], "runs": [r["run"] for r in row["runs"]]}
@@ -186,10 +211,10 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path,
         papers: list[tuple[str, float | None]] = [*paper_numbers(str(row["method"]), str(row["dataset"]),
                                                                  str(row["model"]))]
         for setting, acc in papers or [("(no paper number for this dataset and network)", None)]:
-            rows.append([group_title(row["group"]), row["method"], len(row["runs"]), ours, setting,
-                         None if acc is None else f"{acc:.2f}"])
-    lines.append(format_table(["group", "method", "seeds", "ours % (mean ± sd)", "paper setting [source]",
-                               "paper %"], rows, markdown=True))
+            rows.append([group_title(row["group"]), row["method"], row["variant"] or "-", len(row["runs"]), ours,
+                         setting, None if acc is None else f"{acc:.2f}"])
+    lines.append(format_table(["group", "method", "settings that differ", "seeds", "ours % (mean ± sd)",
+                               "paper setting [source]", "paper %"], rows, markdown=True))
     lines += ["", "## Curves", ""]
     titles = {"curves": "Accuracy and goodness separation per layer (DF paper Fig. 3 layout)",
               "layers": "Accuracy of each layer", "loss": "Training loss"}
@@ -216,8 +241,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = [run_summary(d) for d in args.run_dirs]
     out = build_report(args.run_dirs, args.out, runs)
     rows = json_rows(runs)
-    print(format_table(["group", "method", "seeds", "test % (mean ± sd)", "val % (mean ± sd)"],
-                       [[r["group"], r["method"], r["seeds"], pct_mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
+    print(format_table(["group", "method", "settings that differ", "seeds", "test % (mean ± sd)", "val % (mean ± sd)"],
+                       [[r["group"], r["method"], r["variant"] or "-", r["seeds"],
+                         pct_mean_sd(r["test_accuracy_mean"], r["test_accuracy_sd"]),
                          pct_mean_sd(r["val_accuracy_mean"], r["val_accuracy_sd"])] for r in rows]))
     print(out)
     if args.json:
