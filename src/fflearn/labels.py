@@ -74,9 +74,10 @@ class LabelChannel(LabelInjection):
 class IntrinsicClassPattern(LabelInjection):
     """SymBa's intrinsic class pattern (ICP; Lee & Song 2023), a reconstruction: the abstract says
     only that SymBa adds "Intrinsic Class Pattern (ICP) containing class information to prevent
-    the loss of class information during training", and the full text was not at hand. Here each class owns a fixed random
-    +-1 pattern over the H x W pixels (drawn from ``icp_seed``, the same in every channel, kept
-    in the checkpoint), and the input is the image plus ``icp_scale`` times its label's pattern.
+    the loss of class information during training", and the full text was not at hand. Here each
+    class owns a fixed random +-1 pattern over the H x W pixels (drawn from ``icp_seed``, the same
+    in every channel, kept in the checkpoint), and the input is the image plus ``icp_scale`` times
+    its label's pattern.
 
     Why spread it: Hinton's overlay writes the label into K of the D inputs, a share of the input's
     length that shrinks with D and that each layer's length normalisation passes on diluted; a
