@@ -171,6 +171,26 @@ def test_plot_default_folder_and_bad_folder(runs, tmp_path, capsys):
     assert len(err) == 1 and "metrics.jsonl" in err[0]
 
 
+def test_report_and_plots_take_a_run_not_evaluated_yet(runs, tmp_path):
+    """A run still in its first evaluation period (eval_every past the epochs done: an epoch
+    record with a loss but no accuracy, no summary.json) has no bars in ``layers`` and "-" in the
+    report's table, beside a finished run that keeps its figures."""
+    import shutil
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    shutil.copy(runs["df"] / "config.yaml", busy / "config.yaml")
+    first = json.loads((runs["df"] / "metrics.jsonl").read_text().splitlines()[0])
+    first = {k: v for k, v in first.items() if "accuracy" not in k}
+    (busy / "metrics.jsonl").write_text(json.dumps(first) + "\n")
+    assert [p.name for p in plot.plot_runs([busy, runs["bp"]], tmp_path / "plots")][2:4] == ["layers.png", "layers.pdf"]
+    text = report.build_report([busy, runs["bp"]], tmp_path / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| busy |"))
+    assert row.split("|")[7].strip() == "-"  # test acc %: none yet
+    summary = json.loads((runs["bp"] / "summary.json").read_text())
+    assert f"{100 * summary['test_accuracy']:.2f}" in text
+
+
 def test_report_has_table_and_plots(runs, tmp_path, capsys):
     out = report.build_report([runs["df"], runs["bp"]], tmp_path / "report.md")
     text = out.read_text()

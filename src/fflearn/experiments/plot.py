@@ -78,6 +78,16 @@ def accuracy_key(records: list[dict[str, Any]]) -> tuple[str, str]:
     return "per_layer_test_accuracy", "test"
 
 
+def _last_layers(records: list[dict[str, Any]]) -> list[float | None]:
+    """The per-layer accuracy of a run's last evaluation: its test set's when scored, else the
+    per-epoch accuracy's; [] when the run has not been evaluated yet."""
+    final = next((r for r in reversed(records) if r.get("per_layer_test_accuracy")), None)
+    if final:
+        return list(final["per_layer_test_accuracy"])
+    rows = _series(records, accuracy_key(records)[0])[1]
+    return rows[-1] if rows else []
+
+
 def _layers(ax: Any, epochs: list[int], rows: list[list[float | None]], scale: float = 1.0) -> None:
     from .figures import style
 
@@ -119,18 +129,18 @@ def plot_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, pre
             ax_acc.legend(fontsize=7, ncol=2 if len(rows and rows[0]) > 6 else 1)
     paths += save(fig, out, f"{prefix}curves")
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * max(len(_series(r, accuracy_key(r)[0])[1][-1])
-                                                               for _, r in runs)), 3.8))
+    # a run still in its first evaluation period has no per-layer accuracy yet: it has no bars
+    finals = [(label, _last_layers(recs)) for label, recs in runs]
+    n_layers = max((len(v) for _, v in finals), default=0)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * n_layers), 3.8))
     width = 0.8 / len(runs)
-    for k, (label, recs) in enumerate(runs):
-        key, split = accuracy_key(recs)
-        final = next((r for r in reversed(recs) if r.get("per_layer_test_accuracy")), None)
-        vals = final["per_layer_test_accuracy"] if final else _series(recs, key)[1][-1]
+    for k, (label, vals) in enumerate(finals):
         xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(vals))]
-        ax.bar(xs, [100 * (v or 0) for v in vals], width, color=style(k)["color"], label=label)
+        ax.bar(xs, [100 * (v or 0) for v in vals], width, color=style(k)["color"],
+               label=label if vals else f"{label} (not evaluated yet)")
     ax.set_xlabel("layer")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(range(max(len(v) for v in [_series(r, accuracy_key(r)[0])[1][-1] for _, r in runs])))
+    ax.set_xticks(range(n_layers))
     ax.set_title("Accuracy of each layer's own prediction (last evaluation)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
