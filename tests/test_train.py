@@ -71,6 +71,15 @@ def test_mnist_mlp_run_learns_and_writes_a_complete_run_folder(data_root, tmp_pa
     ev_all = json.loads(js.read_text())
     assert ev_all["predict"] == "from:0" and ev_all["per_layer_test_accuracy"] == ev["per_layer_test_accuracy"]
     assert main(["eval", str(out), "--data-dir", str(data_root), "--predict", "first"]) == 2  # a clear error
+    # on a thread count of its own (as on a machine shared with training runs), the same figures
+    before = torch.get_num_threads()
+    try:
+        assert main(["eval", str(out), "--data-dir", str(data_root), "--threads", "1", "--json", str(js)]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads(js.read_text())["per_layer_test_accuracy"] == ev["per_layer_test_accuracy"]
+    assert main(["eval", str(out), "--data-dir", str(data_root), "--threads", "-1"]) == 2
 
 
 # --- logs that work on a cluster ----------------------------------------------------------------

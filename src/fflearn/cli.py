@@ -177,7 +177,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .runfolder import write_json
     from .runs import load_run
+    from .runtime import set_threads
 
+    set_threads(args.threads)
     run = load_run(args.run_dir, data_dir=args.data_dir, device=args.device, predict=args.predict,
                    test_aug=args.test_aug)
     split = args.split
@@ -251,6 +253,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="test-time augmentation instead of the run's own: none, or flip (the image and its mirror)")
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="test (default), or val: the validation split the run held out (choose rules on it)")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     e.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     e.set_defaults(func=cmd_eval)
 
