@@ -34,5 +34,4 @@ done < "$OUT/commands.txt"
 $F experiment memory --model small,large --methods bp,df-o --batch-size "${MEMORY_BATCHES:-64,128,256,512,1024}" \
   --device "$DEVICE" --json "$OUT/memory.json" 2>&1 | tee "$OUT/memory.txt"
 wait
-for f in "$OUT"/runs/*/summary.json; do echo "$f"; python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print({k: s.get(k) for k in ('val_accuracy','test_accuracy','epochs','train_seconds')})" "$f"; done
 $F report "$OUT"/runs/*/ --out "$OUT/report.md" --json "$OUT/report.json" && cat "$OUT/report.md"
