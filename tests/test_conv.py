@@ -157,6 +157,7 @@ def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:
     CPU preset were once reset to false by the flags' defaults); one on the line does."""
     from fflearn.ablate import df_base
     from fflearn.cli import build_parser
+    from fflearn.config import ConfigError
 
     preset = str(REPO / "configs" / "cpu" / "df-o-fashion-mnist-10min.yaml")
 
@@ -171,6 +172,10 @@ def test_ablate_df_keeps_the_config_files_flags_unless_given(tmp_path) -> None:
     b = base("--bf16", "false", "--val-split", "1000", "--time-budget", "200")
     assert (b.bf16, b.channels_last, b.val_split, b.time_budget) == (False, True, 1000, 200)
     assert base("--bf16", "true").bf16 is True
+    # --set reaches any other field (earlier figures name the preset's old block size this way)
+    assert base("--set", "block_size=2").block_size == 2 != base().block_size
+    with pytest.raises(ConfigError, match="--set needs FIELD=VALUE"):
+        base("--set", "block_size")
     argv = ["ablate", "df", "--model", "mlp"]  # no config file: the recipe's, with 5000 held out
     assert df_base(build_parser(argv).parse_args(argv)).val_split == 5000
 
