@@ -4,6 +4,8 @@
 # sharing the 2 cores do not change each other's result), 2 seeds, 1 thread per run, 2 runs at a
 # time. Chosen on val_accuracy (5,000 held-out training images); the test set is scored once at the end.
 # Run from the repository root: bash results/cpu-2026-12-03-s20/fm-val-sweep/sweep.sh RUNS_DIR
+# Written when the DF-O preset had blocks of 3 (until 2026-12-04): its DF-O commands pass
+# --block-size 3 so that they still reproduce these figures.
 set -u
 R=${1:-runs/fm-val-sweep}
 mkdir -p "$R"
@@ -25,6 +27,7 @@ for s in 0 1; do
   echo "$BP wd0.05 s$s --weight-decay 0.05"
 done
 } | while read -r cfg name seed extra; do
+  [ "$cfg" = "$DF" ] && extra="--block-size 3 $extra"  # a later --block-size (the block2 row) wins
   m=$(basename "$cfg" | cut -d- -f1-2 | sed 's/-fashion//')
   echo "fflearn train --config $cfg $COMMON --seed ${seed#s} --out $R/$m-$name/$seed $extra"
 done > "$R/commands.txt"
