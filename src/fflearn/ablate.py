@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cliargs import add_bool, add_list
+from .cliargs import add_bool, add_list, add_overrides
 from .errors import ConfigError
 
 # The Trifecta slides (Dooms 2023), CIFAR-10, 100 epochs, small net; vanilla as recreated there
@@ -119,8 +119,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def df_base(args: argparse.Namespace) -> Any:
     """The base config of ``ablate df``: the config file (or the df-o recipe), then the flags
-    given, then ``--set FIELD=VALUE``; a flag not given leaves the config's value (bf16 too), and with neither the
-    validation split is 5000 images."""
+    given, then ``--set FIELD=VALUE``; a flag not given leaves the config's value (bf16 too), and
+    with neither the validation split is 5000 images."""
     from .cliargs import list_value
     from .config import parse_overrides
     from .methods import make_config
@@ -130,7 +130,7 @@ def df_base(args: argparse.Namespace) -> Any:
                                             "threads", "eval_every", "bf16", "channels_last")}
     if args.hidden:
         fields["hidden"] = list_value(args.hidden)
-    fields.update(parse_overrides(getattr(args, "overrides", None) or []))
+    fields.update(parse_overrides(args.overrides))
     base = make_config(args.config, method="df-o", **{k: v for k, v in fields.items() if v is not None})
     return base if base.val_split or args.val_split is not None else base.replace(val_split=5000)
 
@@ -190,8 +190,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         d.add_argument("--" + k, default=None)
     add_bool(d, "--bf16", "bf16 autocast", default=None)
     add_bool(d, "--channels-last", "channels_last memory format (conv nets)", default=None)
-    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other field of the base config, e.g. --set block_size=3 (repeatable)")
+    add_overrides(d, "any other field of the base config, e.g. --set block_size=3")
     d.add_argument("--out", default="runs/ablate-df", help="folder of the runs and ablation.md (default runs/ablate-df)")
     d.add_argument("--json", metavar="FILE", help="the table as JSON (default OUT/ablation.json)")
     d.set_defaults(func=cmd_ablate_df)

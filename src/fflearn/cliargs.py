@@ -68,6 +68,13 @@ def add_list(p: Any, flag: str, help: str) -> None:
     p.add_argument(flag, nargs="+", default=None, metavar="VALUE", help=f"{help} (spaces or commas)")
 
 
+def add_overrides(p: Any, help: str) -> None:
+    """``--set FIELD=VALUE`` (repeatable) into ``args.overrides``; parsed with
+    :func:`fflearn.config.parse_overrides`."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help=f"{help} (repeatable)")
+
+
 def bool_value(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..cliargs import add_bool
+from ..cliargs import add_bool, add_overrides
 from ..config import parse_overrides
 from ..console import format_table
 from ..errors import ConfigError
@@ -44,8 +44,7 @@ def add_common_args(p: argparse.ArgumentParser, methods: str, models: str, datas
     add_bool(p, "--channels-last", "channels_last memory format (conv models only)")
     add_bool(p, "--compile", "torch.compile each layer (config field compile)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other config field, e.g. --set hidden=500,500 --set lr=2e-3 (repeatable)")
+    add_overrides(p, "any other config field, e.g. --set hidden=500,500 --set lr=2e-3")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..cliargs import add_overrides
 from ..console import pct
 from ..errors import ConfigError
 from ..runfolder import write_json
@@ -70,8 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="config fields of the fflearn run, e.g. --set hidden=500,500")
+    add_overrides(p, "config fields of the fflearn run, e.g. --set hidden=500,500")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a peer process is stopped")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=run)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..cliargs import add_list, list_value
+from ..cliargs import add_list, add_overrides, list_value
 from ..config import coerce, parse_overrides
 from ..console import format_table
 from ..errors import ConfigError
@@ -360,8 +360,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_list(p, "--hidden", "MLP widths, e.g. 1000 1000 1000")
     p.add_argument("--device", default="cpu", help="cpu (count) or cuda (allocator peak); default cpu")
     p.add_argument("--data-dir", help="data root (only for datasets whose shape fflearn does not know)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="other config fields of every method, e.g. --set block_size=3")
+    add_overrides(p, "other config fields of every method, e.g. --set block_size=3")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     p.add_argument("--out", metavar="DIR", help="write the bar chart (PNG and PDF) into DIR (default: no figure)")
     p.set_defaults(func=cmd_memory)
